@@ -1,0 +1,175 @@
+"""Run-time choice of the backend that executes the fused ops.
+
+A backend is a module with ``flow_warp``, ``saf_modulate`` and ``upsample_tail`` (same
+signatures and autograd behaviour as :mod:`dnerv_fast.ops.reference`), an optional
+``load()`` that raises :class:`BackendUnavailable` when it cannot run here (not built,
+package missing, no GPU), and an optional ``unsupported(op, *args) -> str | None`` that
+names why one call cannot run (a dtype, say), in which case that call uses the reference.
+
+Choice, most specific first: ``with use_backend(name)``, ``set_backend(name)``, the
+environment variable ``DNERV_FAST_BACKEND``, else ``auto``. ``auto`` takes the first
+backend that loads from :data:`AUTO_ORDER` for the tensors' device type. A backend that
+was asked for but cannot run falls back to ``auto`` with one warning, never an error.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Iterator
+
+ENV_VAR = "DNERV_FAST_BACKEND"
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend cannot run on this machine (reason in the message)."""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    module: str
+    device_types: tuple[str, ...]
+
+    def runs_on(self, device_type: str) -> bool:
+        if self.name == "triton" and device_type == "cpu":
+            # Triton runs on CPU tensors only under its interpreter (used by the tests).
+            return os.environ.get("TRITON_INTERPRET") == "1"
+        return device_type in self.device_types
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    spec.name: spec for spec in (
+        BackendSpec("reference", "dnerv_fast.ops.reference", ("cpu", "cuda")),
+        BackendSpec("cuda", "dnerv_fast.ops.cuda_backend", ("cuda",)),
+        BackendSpec("triton", "dnerv_fast.ops.triton_backend", ("cuda",)),
+        BackendSpec("cpu", "dnerv_fast.ops.cpu_backend", ("cpu",)),
+    )
+}
+
+# Fastest first, per device type, from benches/ measurements.
+AUTO_ORDER: dict[str, tuple[str, ...]] = {
+    "cuda": ("triton", "cuda", "reference"),
+    "cpu": ("cpu", "reference"),
+}
+
+_loaded: dict[str, ModuleType] = {}
+_failed: dict[str, str] = {}
+_warned: set[str] = set()
+_lock = threading.Lock()
+_local = threading.local()
+_global_choice: str | None = None
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def _validate_name(name: str) -> str:
+    name = name.strip().lower()
+    if name != "auto" and name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of: auto, {', '.join(BACKENDS)}")
+    return name
+
+
+def load_backend(name: str) -> ModuleType:
+    """Import (and build, where needed) a backend; raise BackendUnavailable if it cannot run."""
+    name = _validate_name(name)
+    with _lock:
+        if name in _loaded:
+            return _loaded[name]
+        if name in _failed:
+            raise BackendUnavailable(_failed[name])
+        try:
+            module = importlib.import_module(BACKENDS[name].module)
+            if hasattr(module, "load"):
+                module.load()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not available here"
+            _failed[name] = f"backend {name!r} is unavailable: {type(exc).__name__}: {exc}"
+            raise BackendUnavailable(_failed[name]) from exc
+        _loaded[name] = module
+        return module
+
+
+def available_backends(device_type: str | None = None) -> list[str]:
+    """Names of the backends that load here (optionally: that run on ``device_type``)."""
+    names = []
+    for name, spec in BACKENDS.items():
+        if device_type is not None and not spec.runs_on(device_type):
+            continue
+        with contextlib.suppress(BackendUnavailable):
+            load_backend(name)
+            names.append(name)
+    return names
+
+
+def requested_backend() -> str:
+    """The backend name in force for this thread: context, then set_backend, then env, then auto."""
+    stack = getattr(_local, "stack", None)
+    if stack:
+        return stack[-1]
+    if _global_choice is not None:
+        return _global_choice
+    return _validate_name(os.environ.get(ENV_VAR, "auto") or "auto")
+
+
+def set_backend(name: str | None) -> None:
+    """Choose the backend process-wide (``None`` returns to the env var / auto)."""
+    global _global_choice
+    _global_choice = None if name is None else _validate_name(name)
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Run the enclosed ops through backend ``name`` (``auto`` allowed)."""
+    name = _validate_name(name)
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    stack.append(name)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def _auto(device_type: str) -> tuple[str, ModuleType]:
+    for name in AUTO_ORDER.get(device_type, ("reference",)):
+        if not BACKENDS[name].runs_on(device_type):
+            continue
+        with contextlib.suppress(BackendUnavailable):
+            return name, load_backend(name)
+    return "reference", load_backend("reference")
+
+
+def resolve(device_type: str) -> tuple[str, ModuleType]:
+    """The (name, module) that runs ops on tensors of ``device_type`` right now."""
+    name = requested_backend()
+    if name == "auto":
+        return _auto(device_type)
+    if not BACKENDS[name].runs_on(device_type):
+        _warn_once(f"{name}:{device_type}",
+                   f"dnerv_fast: backend {name!r} does not run on {device_type} tensors; using auto")
+        return _auto(device_type)
+    try:
+        return name, load_backend(name)
+    except BackendUnavailable as exc:
+        _warn_once(name, f"dnerv_fast: {exc}; falling back to auto")
+        return _auto(device_type)
+
+
+def dispatch(op: str, device_type: str, *args):
+    """Call ``op`` on the resolved backend, or on the reference where that backend declines."""
+    name, module = resolve(device_type)
+    unsupported = getattr(module, "unsupported", None)
+    reason = unsupported(op, *args) if unsupported is not None else None
+    if reason:
+        _warn_once(f"{name}:{op}:{reason}", f"dnerv_fast: {name} {op}: {reason}; using reference")
+        module = load_backend("reference")
+    return getattr(module, op)(*args)

@@ -1,0 +1,82 @@
+"""Shape, dtype and device checks shared by every backend, so bad input fails the same way."""
+from __future__ import annotations
+
+import torch
+
+FLOAT_TYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _check_float(name: str, x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in FLOAT_TYPES:
+        raise TypeError(f"{name} must be a floating tensor ({', '.join(map(str, FLOAT_TYPES))}), got {x.dtype}")
+
+
+def _check_rank(name: str, x: torch.Tensor, rank: int, layout: str) -> None:
+    if x.dim() != rank:
+        raise ValueError(f"{name} must be {layout}, got shape {tuple(x.shape)}")
+
+
+def check_same_device(**tensors: torch.Tensor | None) -> None:
+    devices = {name: t.device for name, t in tensors.items() if t is not None}
+    if len(set(devices.values())) > 1:
+        listing = ", ".join(f"{n} on {d}" for n, d in devices.items())
+        raise ValueError(f"all tensors must be on one device, got {listing}")
+
+
+def check_flow_warp(start, end, flow, t) -> None:
+    for name, x in (("start", start), ("end", end), ("flow", flow), ("t", t)):
+        _check_float(name, x)
+    _check_rank("start", start, 4, "[B, C, H, W]")
+    _check_rank("flow", flow, 5, "[B, 4, T, H, W]")
+    _check_rank("t", t, 2, "[B, T]")
+    if end.shape != start.shape:
+        raise ValueError(f"end {tuple(end.shape)} must match start {tuple(start.shape)}")
+    B, _, H, W = start.shape
+    if flow.shape[0] != B or flow.shape[1] != 4 or flow.shape[3:] != (H, W):
+        raise ValueError(f"flow must be [B={B}, 4, T, H={H}, W={W}], got {tuple(flow.shape)}")
+    if t.shape != (B, flow.shape[2]):
+        raise ValueError(f"t must be [B={B}, T={flow.shape[2]}], got {tuple(t.shape)}")
+    check_same_device(start=start, end=end, flow=flow, t=t)
+
+
+def check_saf_modulate(x, fused, weight, bias) -> None:
+    for name, v in (("x", x), ("fused", fused), ("weight", weight)):
+        _check_float(name, v)
+    _check_rank("x", x, 5, "[B, C, T, H, W]")
+    _check_rank("fused", fused, 5, "[B, K, T, H, W]")
+    _check_rank("weight", weight, 2, "[2C, K]")
+    B, C, T, H, W = x.shape
+    if fused.shape[0] != B or fused.shape[2:] != (T, H, W):
+        raise ValueError(f"fused must be [B={B}, K, T={T}, H={H}, W={W}], got {tuple(fused.shape)}")
+    if weight.shape != (2 * C, fused.shape[1]):
+        raise ValueError(f"weight must be [{2 * C}, {fused.shape[1]}], got {tuple(weight.shape)}")
+    if bias is not None:
+        _check_float("bias", bias)
+        if bias.shape != (2 * C,):
+            raise ValueError(f"bias must be [{2 * C}], got {tuple(bias.shape)}")
+    check_same_device(x=x, fused=fused, weight=weight, bias=bias)
+
+
+def check_upsample_tail(y, conv_bias, scale, tfc_weight, tfc_bias) -> None:
+    _check_float("y", y)
+    _check_float("tfc_weight", tfc_weight)
+    _check_rank("y", y, 5, "[B, C*s*s, T, H, W]")
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
+    B, CSS, T, H, W = y.shape
+    if CSS % (scale * scale):
+        raise ValueError(f"y has {CSS} channels, not a multiple of scale^2 = {scale * scale}")
+    C = CSS // (scale * scale)
+    if conv_bias is not None:
+        _check_float("conv_bias", conv_bias)
+        if conv_bias.shape != (CSS,):
+            raise ValueError(f"conv_bias must be [{CSS}], got {tuple(conv_bias.shape)}")
+    if tfc_weight.shape != (C * T, T):
+        raise ValueError(f"tfc_weight must be [C*T={C * T}, T={T}], got {tuple(tfc_weight.shape)}")
+    if tfc_bias is not None:
+        _check_float("tfc_bias", tfc_bias)
+        if tfc_bias.shape != (C * T,):
+            raise ValueError(f"tfc_bias must be [{C * T}], got {tuple(tfc_bias.shape)}")
+    check_same_device(y=y, conv_bias=conv_bias, tfc_weight=tfc_weight, tfc_bias=tfc_bias)

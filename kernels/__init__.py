@@ -1,0 +1,1 @@
+"""Triton kernels for the fused D-NeRV ops (installed as dnerv_fast.kernels)."""

@@ -1,0 +1,37 @@
+"""Build script for dnerv_fast.
+
+The C++/CUDA kernels are compiled on first use with ninja (torch.utils.cpp_extension.load),
+so installing never imports torch and never pulls a CUDA build of it. The top-level
+``kernels/`` (Triton) and ``csrc/`` (C++/CUDA sources) folders install inside the package.
+"""
+from setuptools import find_packages, setup
+
+packages = find_packages(include=["dnerv_fast", "dnerv_fast.*"]) + [
+    "dnerv_fast.kernels", "dnerv_fast.csrc"]
+
+setup(
+    name="dnerv_fast",
+    version="0.1.0",
+    description="D-NeRV neural video representation: faithful model, fused kernels, real codec",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=packages,
+    package_dir={"dnerv_fast.kernels": "kernels", "dnerv_fast.csrc": "csrc"},
+    package_data={"dnerv_fast.csrc": ["*.h", "*.cpp", "*.cu", "*.cuh"]},
+    install_requires=[
+        "torch>=2.1,<=2.13.0",  # the local CPU build 2.13.0 satisfies this; nothing newer is fetched
+        "numpy>=1.24",
+        "ninja>=1.11",
+        "av>=12",
+        "pillow>=10",
+        "constriction>=0.4",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "triton": ["triton>=3.0"],
+        "test": ["pytest>=8", "pytest-benchmark>=4", "triton>=3.0"],
+    },
+    entry_points={"console_scripts": ["dnerv-fast=dnerv_fast.cli:main"]},
+)

@@ -1,0 +1,89 @@
+"""The reference ops against independent formulations, and the backend registry rules."""
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dnerv_fast import ops
+from dnerv_fast.ops import reference
+from op_cases import flow_warp_inputs, saf_inputs, tail_inputs
+
+
+def test_zero_flow_warp_is_a_blend_of_the_keyframes():
+    start, end, _, t = flow_warp_inputs((2, 3, 5, 4, 6), seed=1)
+    flow = torch.zeros(2, 4, 5, 4, 6, dtype=torch.float64)
+    out = ops.flow_warp(start, end, flow, t)
+    tt = t[:, None, :, None, None]
+    torch.testing.assert_close(out, (1 - tt) * start[:, :, None] + tt * end[:, :, None])
+
+
+def test_integer_flow_shifts_and_clamps_at_the_border():
+    start = torch.arange(20, dtype=torch.float64).view(1, 1, 4, 5)
+    flow = torch.zeros(1, 4, 1, 4, 5, dtype=torch.float64)
+    flow[:, 0] = 2.0      # sample two pixels to the right
+    out = ops.flow_warp(start, start, flow, torch.zeros(1, 1, dtype=torch.float64))
+    expected = start[..., [2, 3, 4, 4, 4]]
+    torch.testing.assert_close(out[:, :, 0], expected)
+
+
+def test_reference_ops_pass_gradcheck():
+    warp = [x.requires_grad_() for x in flow_warp_inputs((1, 2, 2, 3, 4), seed=3)]
+    assert torch.autograd.gradcheck(reference.flow_warp, warp)
+    saf = [x.requires_grad_() for x in saf_inputs((1, 2, 2, 2, 3, 3), seed=4)]
+    assert torch.autograd.gradcheck(reference.saf_modulate, saf)
+    (y, cb, w, b), s = tail_inputs((1, 2, 2, 2, 2, 2), seed=5)
+    args = [y.requires_grad_(), cb.requires_grad_(), s, w.requires_grad_(), b.requires_grad_()]
+    assert torch.autograd.gradcheck(reference.upsample_tail, args)
+
+
+def test_tail_matches_nn_pixelshuffle_and_grouped_conv():
+    (y, cb, w, b), s = tail_inputs((2, 3, 4, 3, 5, 2), seed=6)
+    B, _, T, H, W = y.shape
+    frames = (y + cb[None, :, None, None, None]).transpose(1, 2).reshape(B * T, -1, H, W)
+    g = F.gelu(torch.nn.PixelShuffle(s)(frames)).view(B, T, 3, H * s, W * s).transpose(1, 2)
+    mix = F.conv2d(g.reshape(B, 3 * T, H * s, W * s), w.view(3 * T, T, 1, 1), b, groups=3)
+    torch.testing.assert_close(ops.upsample_tail(y, cb, s, w, b), g + mix.view_as(g))
+
+
+def test_public_ops_validate_inputs():
+    start, end, flow, t = flow_warp_inputs((1, 2, 3, 4, 5), seed=0)
+    with pytest.raises(ValueError, match=r"flow must be \[B=1, 4, T, H=4, W=5\]"):
+        ops.flow_warp(start, end, flow[:, :2], t)
+    with pytest.raises(TypeError, match="floating"):
+        ops.flow_warp(start.long(), end, flow, t)
+    with pytest.raises(ValueError, match=r"t must be \[B=1, T=3\]"):
+        ops.flow_warp(start, end, flow, t[:, :2])
+    x, fused, w, b = saf_inputs((1, 2, 3, 4, 5, 6), seed=0)
+    with pytest.raises(ValueError, match=r"weight must be \[4, 6\]"):
+        ops.saf_modulate(x, fused, w[:3], b)
+    (y, cb, tw, tb), s = tail_inputs((1, 2, 3, 4, 5, 2), seed=0)
+    with pytest.raises(ValueError, match="not a multiple of scale"):
+        ops.upsample_tail(y[:, :7], None, s, tw, tb)
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="one device"):
+            ops.flow_warp(start, end.cuda(), flow, t)
+
+
+def test_backend_choice_context_env_and_unknown(monkeypatch):
+    monkeypatch.delenv(ops.ENV_VAR, raising=False)
+    assert ops.requested_backend() == "auto"
+    monkeypatch.setenv(ops.ENV_VAR, "reference")
+    assert ops.requested_backend() == "reference"
+    with ops.use_backend("auto"):
+        assert ops.requested_backend() == "auto"
+    with pytest.raises(ValueError, match="unknown backend"):
+        with ops.use_backend("fortran"):
+            pass
+    assert "reference" in ops.available_backends("cpu")
+
+
+def test_unavailable_backend_falls_back_with_one_warning(monkeypatch):
+    monkeypatch.delenv(ops.ENV_VAR, raising=False)
+    start, end, flow, t = flow_warp_inputs((1, 2, 3, 4, 5), seed=0)
+    with ops.use_backend("cuda"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = ops.flow_warp(start, end, flow, t)
+        ops.flow_warp(start, end, flow, t)
+    assert len([w for w in caught if "dnerv_fast" in str(w.message)]) <= 1
+    torch.testing.assert_close(first, reference.flow_warp(start, end, flow, t))
