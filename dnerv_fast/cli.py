@@ -35,7 +35,8 @@ def _backends(args: argparse.Namespace) -> int:
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
     """``register(subparsers)`` of every command module (imported lazily by each command)."""
-    return []
+    from .profiling import commands as profile_commands
+    return [profile_commands.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,8 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; user errors print one line and exit 2, with no traceback."""
+    from .codec.errors import CodecError
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (CodecError, ValueError, FileNotFoundError) as exc:
+        print(f"dnerv-fast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

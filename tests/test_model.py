@@ -119,11 +119,11 @@ def test_decode_with_shared_keyframes_matches_forward():
     inputs = clip_inputs(clips)
     keys = torch.randn(1, 3, 4, 64, 64)  # frames 0, 8, 16, 19 of the video
     slot = {0: 0, 8: 1, 16: 2, 19: 3}
+    start = torch.tensor([slot[c.start_key] for c in clips])
+    end = torch.tensor([slot[c.end_key] for c in clips])
     with torch.no_grad():
-        levels = model.encode_keyframes(keys)
-        pairs = [(lv[0, :, [slot[c.start_key] for c in clips]].transpose(0, 1),
-                  lv[0, :, [slot[c.end_key] for c in clips]].transpose(0, 1)) for lv in levels]
-        shared = model.decode(inputs.embed_input, pairs, inputs.backward_distance)
+        shared = model.decode_clips(inputs.embed_input, keys[0].transpose(0, 1), start, end,
+                                    inputs.backward_distance)
         per_clip = model(inputs.embed_input,
                          torch.stack([keys[0, :, [slot[c.start_key], slot[c.end_key]]] for c in clips]),
                          inputs.backward_distance)

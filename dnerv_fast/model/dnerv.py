@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from .. import ops
 from ..configs import ModelConfig, get_config
@@ -54,7 +55,8 @@ class DNeRV(nn.Module):
         keyframe of a video once and pair levels up per clip for :meth:`decode`.
         """
         self._check_keyframes(keyframe)
-        return self.encoder(keyframe)
+        with record_function("dnerv_fast::keyframe_encoder"):
+            return self.encoder(keyframe)
 
     def forward(self, embed_input: torch.Tensor, keyframe: torch.Tensor,
                 backward_distance: torch.Tensor) -> torch.Tensor:
@@ -63,23 +65,39 @@ class DNeRV(nn.Module):
         levels = self.encode_keyframes(keyframe)
         return self.decode(embed_input, [(f[:, :, 0], f[:, :, 1]) for f in levels], backward_distance)
 
+    def decode_clips(self, embed_input: torch.Tensor, keyframes: torch.Tensor, start: torch.Tensor,
+                     end: torch.Tensor, backward_distance: torch.Tensor) -> torch.Tensor:
+        """Decode B clips whose keyframes are rows of ``keyframes``, each encoded once.
+
+        keyframes: normalised [U, 3, ph, pw], the distinct keyframes of the batch (a keyframe
+        shared by neighbouring clips appears once); start, end: long [B] rows of each clip's
+        keyframes. Same result as :meth:`forward` on per-clip keyframe pairs, with no
+        Python-side data dependence, so it can be compiled or captured in a CUDA graph.
+        """
+        levels = self.encode_keyframes(keyframes.unsqueeze(2))
+        return self.decode(embed_input, [(lv[start, :, 0], lv[end, :, 0]) for lv in levels], backward_distance)
+
     def decode(self, embed_input: torch.Tensor, key_pairs: list[KeyPair],
                backward_distance: torch.Tensor) -> torch.Tensor:
         """Frames from the time encoding and per-level (start, end) keyframe features [B, C, h, w]."""
         B, T = self._check_inputs(embed_input, backward_distance, key_pairs)
         gh, gw = self.config.stem_grid
-        x = self.stem(embed_input).view(B, -1, gh, gw, T).permute(0, 1, 4, 2, 3)
-        start, end = key_pairs[0]
-        content = F.interpolate(torch.stack([start, end], dim=2), size=(T, gh, gw),
-                                mode="trilinear", align_corners=False)
-        x = self.norm(torch.cat([x, content], dim=1))
+        with record_function("dnerv_fast::stem"):
+            x = self.stem(embed_input).view(B, -1, gh, gw, T).permute(0, 1, 4, 2, 3)
+            start, end = key_pairs[0]
+            content = F.interpolate(torch.stack([start, end], dim=2), size=(T, gh, gw),
+                                    mode="trilinear", align_corners=False)
+            x = self.norm(torch.cat([x, content], dim=1))
         t = backward_distance.to(x.dtype)
         for i, (start, end) in enumerate(key_pairs):
-            fused = ops.flow_warp(start, end, self.flow_pred_list[i](x), t)
+            with record_function("dnerv_fast::flow_head"):
+                flow = self.flow_pred_list[i](x)
+            fused = ops.flow_warp(start, end, flow, t)
             if i < len(self.decoder_list):
                 x = self.decoder_list[i](x, fused)
             else:
-                x = self.rgb_head_layer(torch.cat([x, fused], dim=1))
+                with record_function("dnerv_fast::rgb_head"):
+                    x = self.rgb_head_layer(torch.cat([x, fused], dim=1))
         return (x * self.std.to(x.dtype) + self.mean.to(x.dtype)).clamp(0, 1)
 
     def _check_keyframes(self, keyframe: torch.Tensor) -> None:

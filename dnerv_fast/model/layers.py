@@ -4,13 +4,41 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from .. import ops
 
 
-def frame_conv(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, padding: int = 0) -> nn.Conv3d:
-    """A per-frame 2-D convolution expressed as Conv3d with temporal kernel 1."""
-    return nn.Conv3d(c_in, c_out, (1, kernel, kernel), (1, stride, stride), (0, padding, padding))
+# A 3x3 conv with at most this many output channels runs as conv2d over frames: oneDNN
+# skips such skinny Conv3d shapes and ATen's slow path is 3-8x slower (benches/, CPU).
+SKINNY_CONV_CHANNELS = 16
+
+
+class FrameConv(nn.Conv3d):
+    """A per-frame 2-D convolution stored as Conv3d with temporal kernel 1 (the reference's
+    parameter shapes), computed the fastest plain-PyTorch way for its shape: 1x1 as one
+    batched GEMM on the [B, C, T*H*W] view (no copy), skinny 3x3 as conv2d over frames."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1, padding: int = 0) -> None:
+        super().__init__(c_in, c_out, (1, kernel, kernel), (1, stride, stride), (0, padding, padding))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5:
+            raise ValueError(f"{type(self).__name__} expects [B, C, T, H, W], got shape {tuple(x.shape)}")
+        _, k, _ = self.kernel_size
+        if k == 1 and self.stride[1] == 1:
+            B, C, T, H, W = x.shape
+            flat = x.reshape(B, C, T * H * W)
+            out = torch.matmul(self.weight.view(self.out_channels, C), flat)
+            if self.bias is not None:
+                out = out + self.bias.view(1, -1, 1)
+            return out.view(B, self.out_channels, T, H, W)
+        if self.out_channels <= SKINNY_CONV_CHANNELS:
+            B, C, T, H, W = x.shape
+            frames = x.transpose(1, 2).reshape(B * T, C, H, W)
+            out = F.conv2d(frames, self.weight[:, :, 0], self.bias, self.stride[1:], self.padding[1:])
+            return out.view(B, T, *out.shape[1:]).transpose(1, 2)
+        return super().forward(x)
 
 
 class Stem(nn.Module):
@@ -30,8 +58,8 @@ class ContentEncoder(nn.Module):
 
     def __init__(self, strides: tuple[int, ...], dim: int = 64) -> None:
         super().__init__()
-        self.head = nn.Sequential(frame_conv(3, dim, 3, padding=1), nn.GELU())
-        self.body = nn.ModuleList(nn.Sequential(frame_conv(dim, dim, s, stride=s), nn.GELU()) for s in strides)
+        self.head = nn.Sequential(FrameConv(3, dim, 3, padding=1), nn.GELU())
+        self.body = nn.ModuleList(nn.Sequential(FrameConv(dim, dim, s, stride=s), nn.GELU()) for s in strides)
 
     def forward(self, keyframes: torch.Tensor) -> list[torch.Tensor]:
         levels = [keyframes]
@@ -47,8 +75,8 @@ class Head(nn.Module):
 
     def __init__(self, in_chan: int, out_chan: int) -> None:
         super().__init__()
-        self.conv = nn.Sequential(frame_conv(in_chan, in_chan // 4), nn.GELU(),
-                                  frame_conv(in_chan // 4, out_chan, 3, padding=1))
+        self.conv = nn.Sequential(FrameConv(in_chan, in_chan // 4), nn.GELU(),
+                                  FrameConv(in_chan // 4, out_chan, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -59,7 +87,7 @@ class ToStyle(nn.Module):
 
     def __init__(self, content_dim: int, chan: int) -> None:
         super().__init__()
-        self.conv = frame_conv(content_dim, 2 * chan)
+        self.conv = FrameConv(content_dim, 2 * chan)
 
 
 class DNeRVBlock(nn.Module):
@@ -69,7 +97,7 @@ class DNeRVBlock(nn.Module):
         super().__init__()
         self.stride = stride
         self.to_style = ToStyle(content_dim, c_in)
-        self.conv = frame_conv(c_in, c_out * stride * stride, 3, padding=1)
+        self.conv = FrameConv(c_in, c_out * stride * stride, 3, padding=1)
         self.tfc = nn.Conv2d(c_out * clip_len, c_out * clip_len, 1, groups=c_out)
         for conv in (self.to_style.conv, self.conv):
             nn.init.xavier_uniform_(conv.weight)
@@ -77,5 +105,6 @@ class DNeRVBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         x = ops.saf_modulate(x, content, self.to_style.conv.weight, self.to_style.conv.bias)
-        y = F.conv3d(x, self.conv.weight, None, padding=(0, 1, 1))
+        with record_function("dnerv_fast::conv3x3"):
+            y = F.conv3d(x, self.conv.weight, None, padding=(0, 1, 1))
         return ops.upsample_tail(y, self.conv.bias, self.stride, self.tfc.weight, self.tfc.bias)

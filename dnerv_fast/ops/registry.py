@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Iterator
 
+from torch.profiler import record_function
+
 ENV_VAR = "DNERV_FAST_BACKEND"
 
 
@@ -172,4 +174,5 @@ def dispatch(op: str, device_type: str, *args):
     if reason:
         _warn_once(f"{name}:{op}:{reason}", f"dnerv_fast: {name} {op}: {reason}; using reference")
         module = load_backend("reference")
-    return getattr(module, op)(*args)
+    with record_function(f"dnerv_fast::{op}"):
+        return getattr(module, op)(*args)

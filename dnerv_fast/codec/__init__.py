@@ -1,0 +1,7 @@
+"""The D-NeRV codec: keyframe codecs, weight quantisation and entropy coding, the .dnerv
+container, and the encode / decode / eval pipeline."""
+from dnerv_fast.codec.errors import (BitstreamError, CodecError, KeyframeCodecError,
+                                     OutputExistsError, VideoReadError)
+
+__all__ = ["CodecError", "BitstreamError", "KeyframeCodecError", "OutputExistsError",
+           "VideoReadError"]

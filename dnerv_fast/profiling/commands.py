@@ -1,0 +1,77 @@
+"""``dnerv-fast profile``: decoding FPS as a table and as JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..codec.atomic import write_bytes_atomic
+
+
+def _frame_size(text: str) -> tuple[int, int] | None:
+    if text.lower() == "none":
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"frame size must look like 1024x1920 (HxW) or none, got {text!r}")
+    return h, w
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="measure decoding FPS, memory and where the time goes",
+                       description="Decode FPS of a D-NeRV network: 8-frame clips of one patch "
+                                   "video (keyframes shared by neighbouring clips, each encoded "
+                                   "once) and full frames (all patches, stitched, 8-bit).")
+    p.add_argument("--size", default="uvg-M", help="configuration name (default uvg-M)")
+    p.add_argument("--backend", choices=["auto", "reference", "triton", "cuda", "cpu"],
+                   help="fused-op backend (default: $DNERV_FAST_BACKEND, else auto)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the decoder")
+    p.add_argument("--cuda-graphs", action="store_true", help="replay the decoder as a CUDA graph")
+    p.add_argument("--batch", type=int, default=1, help="consecutive clips decoded per call")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--frame-size", type=_frame_size, default=(1024, 1920),
+                   help="full-frame size HxW for the stitched measurement, or none (default 1024x1920)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-breakdown", dest="breakdown", action="store_false")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON (field fps: frames/s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .decode_speed import ProfileSettings, run_profile
+    settings = ProfileSettings(size=args.size, backend=args.backend, dtype=args.dtype, compile=args.compile,
+                               cuda_graphs=args.cuda_graphs, batch=args.batch, device=args.device,
+                               frame_size=args.frame_size, warmup=args.warmup, repeats=args.repeats,
+                               breakdown=args.breakdown)
+    result = run_profile(settings, progress=lambda msg: print(f"[profile] {msg}", file=sys.stderr))
+    print(format_report(result))
+    if args.json:
+        write_bytes_atomic(args.json, json.dumps(result, indent=2).encode(), overwrite=args.overwrite)
+    return 0
+
+
+def format_report(r: dict[str, Any]) -> str:
+    s = r["settings"]
+    lines = [f"D-NeRV {s['size']} on {r['device']}: backend {r['backend']}, {s['dtype']}"
+             f"{', compiled' if s['compile'] else ''}{', CUDA graphs' if s['cuda_graphs'] else ''}, "
+             f"batch {s['batch']} clip(s)",
+             f"{'workload':<28}{'median ms':>11}{'IQR ms':>9}{'FPS':>10}"]
+    c = r["clip"]
+    lines.append(f"{'clips (patch frames)':<28}{c['median_ms']:>11.2f}{c['iqr_ms']:>9.2f}{c['fps']:>10.1f}")
+    if "full_frame" in r:
+        f = r["full_frame"]
+        label = f"full {f['size'][0]}x{f['size'][1]} ({f['patches']} patches)"
+        lines.append(f"{label:<28}{f['median_ms']:>11.2f}{f['iqr_ms']:>9.2f}{f['fps']:>10.2f}")
+    lines.append("memory: " + ", ".join(f"{k} {v:.0f}" for k, v in r["memory"].items()))
+    if "vs_fp32_reference" in r:
+        v = r["vs_fp32_reference"]
+        lines.append(f"vs fp32 reference: max |diff| {v['max_abs_diff']:.2e}, PSNR {v['psnr_db']:.2f} dB")
+    if "breakdown" in r:
+        lines.append(f"{'stage':<20}{'calls':>6}{'ms':>10}{'share':>8}")
+        lines += [f"{b['stage']:<20}{b['calls']:>6}{b['ms']:>10.2f}{b['share']:>8.1%}" for b in r["breakdown"]]
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+import json
+
+import pytest
+
+from dnerv_fast.cli import main
+from dnerv_fast.profiling import ProfileSettings, run_profile
+
+
+def test_profile_tiny_on_cpu_reports_fps_memory_and_breakdown():
+    r = run_profile(ProfileSettings(size="tiny", backend="reference", frame_size=(144, 176),
+                                    warmup=1, repeats=2, batch=2))
+    assert r["fps"] == r["clip"]["fps"] > 0 and r["clip"]["frames_per_call"] == 16
+    assert r["full_frame"]["patches"] == 9 and r["full_frame"]["fps"] > 0
+    stages = {row["stage"] for row in r["breakdown"]}
+    assert {"flow_warp", "saf_modulate", "upsample_tail", "conv3x3", "keyframe_encoder", "total"} <= stages
+    assert "peak_process_rss_mb" in r["memory"]
+    assert "vs_fp32_reference" not in r  # the reference itself at fp32 needs no comparison
+
+
+def test_profile_bf16_stays_close_to_the_fp32_reference():
+    r = run_profile(ProfileSettings(size="tiny", backend="reference", dtype="bf16", frame_size=None,
+                                    warmup=0, repeats=1, breakdown=False))
+    assert r["vs_fp32_reference"]["psnr_db"] > 30
+
+
+def test_profile_cli_writes_json_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    args = ["profile", "--size", "tiny", "--backend", "reference", "--frame-size", "none",
+            "--warmup", "0", "--repeats", "1", "--no-breakdown", "--json", str(out)]
+    assert main(args) == 0
+    assert json.loads(out.read_text())["fps"] > 0
+    assert "clips (patch frames)" in capsys.readouterr().out
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_profile_rejects_cuda_graphs_without_gpu(capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    assert main(["profile", "--size", "tiny", "--cuda-graphs", "--frame-size", "none"]) == 2
+    assert "needs a CUDA device" in capsys.readouterr().err
