@@ -1,0 +1,480 @@
+// CPU kernels of the fused D-NeRV ops (forward and backward), bound with pybind11.
+//
+// Every kernel takes contiguous tensors (the Python wrapper makes them so), computes in
+// float for float/half/bfloat16 and in double for double, and is deterministic: reductions
+// are owned by one thread each and summed in a fixed order.
+#include <torch/extension.h>
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "dnerv_math.h"
+
+namespace {
+
+using dnerv::acc_t;
+using dnerv::Taps;
+
+// Pixels (over T*H*W) handled per task: the taps of a chunk stay in L1 while every channel
+// reuses them.
+constexpr int64_t kWarpChunk = 512;
+
+at::ScalarType acc_scalar_type(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// ---------------------------------------------------------------------------------------
+// flow_warp
+// ---------------------------------------------------------------------------------------
+
+struct WarpDims {
+  int64_t B, C, T, H, W;
+  int64_t HW() const { return H * W; }
+  int64_t THW() const { return T * H * W; }
+};
+
+// Taps toward start and end, and the blend weight t, for pixels [p0, p0 + n) of batch b.
+template <typename T, typename A>
+void chunk_taps(const T* flow, const T* tt, const WarpDims& d, int64_t b, int64_t p0, int64_t n,
+                Taps<A>* ts, Taps<A>* te, A* wt) {
+  const int64_t THW = d.THW(), HW = d.HW();
+  const T* f = flow + b * 4 * THW;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t p = p0 + i;
+    dnerv::warp_taps(f, THW, p, static_cast<int>(d.H), static_cast<int>(d.W), ts[i], te[i]);
+    wt[i] = static_cast<A>(tt[b * d.T + p / HW]);
+  }
+}
+
+template <typename T>
+void warp_forward_impl(const T* start, const T* end, const T* flow, const T* tt, T* out,
+                       const WarpDims& d) {
+  using A = acc_t<T>;
+  const int64_t THW = d.THW(), HW = d.HW();
+  const int64_t chunks = (THW + kWarpChunk - 1) / kWarpChunk;
+  at::parallel_for(0, d.B * chunks, 1, [&](int64_t begin, int64_t stop) {
+    std::vector<Taps<A>> ts(kWarpChunk), te(kWarpChunk);
+    std::vector<A> wt(kWarpChunk);
+    for (int64_t task = begin; task < stop; ++task) {
+      const int64_t b = task / chunks, p0 = (task % chunks) * kWarpChunk;
+      const int64_t n = std::min(kWarpChunk, THW - p0);
+      chunk_taps(flow, tt, d, b, p0, n, ts.data(), te.data(), wt.data());
+      for (int64_t c = 0; c < d.C; ++c) {
+        const T* s = start + (b * d.C + c) * HW;
+        const T* e = end + (b * d.C + c) * HW;
+        T* o = out + (b * d.C + c) * THW + p0;
+        for (int64_t i = 0; i < n; ++i) {
+          const A vs = dnerv::bilinear_sample(s, ts[i]);
+          const A ve = dnerv::bilinear_sample(e, te[i]);
+          o[i] = static_cast<T>(vs + wt[i] * (ve - vs));
+        }
+      }
+    }
+  });
+}
+
+// Gradients of start and end: each task owns whole (b, c) planes, so the scatter-adds are
+// race-free and run in a fixed order (deterministic). Accumulates into A-typed planes.
+template <typename T>
+void warp_backward_features(const T* gout, const T* flow, const T* tt, acc_t<T>* gstart,
+                            acc_t<T>* gend, const WarpDims& d) {
+  using A = acc_t<T>;
+  const int64_t THW = d.THW(), HW = d.HW();
+  at::parallel_for(0, d.B * d.C, 1, [&](int64_t begin, int64_t stop) {
+    std::vector<Taps<A>> ts(kWarpChunk), te(kWarpChunk);
+    std::vector<A> wt(kWarpChunk);
+    for (int64_t bc0 = begin; bc0 < stop;) {
+      // Channels of this range that share one batch item reuse each chunk's taps.
+      const int64_t b = bc0 / d.C;
+      const int64_t bc1 = std::min(stop, (b + 1) * d.C);
+      for (int64_t p0 = 0; p0 < THW; p0 += kWarpChunk) {
+        const int64_t n = std::min(kWarpChunk, THW - p0);
+        chunk_taps(flow, tt, d, b, p0, n, ts.data(), te.data(), wt.data());
+        for (int64_t bc = bc0; bc < bc1; ++bc) {
+          const T* g = gout + bc * THW + p0;
+          A* gs = gstart + bc * HW;
+          A* ge = gend + bc * HW;
+          for (int64_t i = 0; i < n; ++i) {
+            const A go = static_cast<A>(g[i]);
+            A w[4];
+            dnerv::bilinear_weights(ts[i], w);
+            const A a = (A(1) - wt[i]) * go;
+            gs[ts[i].i00] += a * w[0];
+            gs[ts[i].i01] += a * w[1];
+            gs[ts[i].i10] += a * w[2];
+            gs[ts[i].i11] += a * w[3];
+            dnerv::bilinear_weights(te[i], w);
+            const A e = wt[i] * go;
+            ge[te[i].i00] += e * w[0];
+            ge[te[i].i01] += e * w[1];
+            ge[te[i].i10] += e * w[2];
+            ge[te[i].i11] += e * w[3];
+          }
+        }
+      }
+      bc0 = bc1;
+    }
+  });
+}
+
+// Gradients of flow and (per pixel) of t: each task owns a chunk of pixels and sums over
+// channels in order. gt_pix [B, T*H*W] is reduced over H*W by the caller.
+template <typename T>
+void warp_backward_flow(const T* gout, const T* start, const T* end, const T* flow, const T* tt,
+                        acc_t<T>* gflow, acc_t<T>* gt_pix, const WarpDims& d) {
+  using A = acc_t<T>;
+  const int64_t THW = d.THW(), HW = d.HW();
+  const int64_t chunks = (THW + kWarpChunk - 1) / kWarpChunk;
+  at::parallel_for(0, d.B * chunks, 1, [&](int64_t begin, int64_t stop) {
+    std::vector<Taps<A>> ts(kWarpChunk), te(kWarpChunk);
+    std::vector<A> wt(kWarpChunk), acc(5 * kWarpChunk);
+    for (int64_t task = begin; task < stop; ++task) {
+      const int64_t b = task / chunks, p0 = (task % chunks) * kWarpChunk;
+      const int64_t n = std::min(kWarpChunk, THW - p0);
+      chunk_taps(flow, tt, d, b, p0, n, ts.data(), te.data(), wt.data());
+      std::fill(acc.begin(), acc.end(), A(0));
+      A* sx = acc.data();
+      A* sy = sx + kWarpChunk;
+      A* ex = sy + kWarpChunk;
+      A* ey = ex + kWarpChunk;
+      A* gtt = ey + kWarpChunk;
+      for (int64_t c = 0; c < d.C; ++c) {
+        const T* s = start + (b * d.C + c) * HW;
+        const T* e = end + (b * d.C + c) * HW;
+        const T* g = gout + (b * d.C + c) * THW + p0;
+        for (int64_t i = 0; i < n; ++i) {
+          const A go = static_cast<A>(g[i]);
+          A gsx, gsy, gex, gey;
+          const A vs = dnerv::bilinear_sample_grad(s, ts[i], gsx, gsy);
+          const A ve = dnerv::bilinear_sample_grad(e, te[i], gex, gey);
+          sx[i] += go * gsx;
+          sy[i] += go * gsy;
+          ex[i] += go * gex;
+          ey[i] += go * gey;
+          gtt[i] += go * (ve - vs);
+        }
+      }
+      A* gf = gflow + b * 4 * THW + p0;
+      for (int64_t i = 0; i < n; ++i) {
+        const A ws = A(1) - wt[i];
+        gf[i] = ws * sx[i];
+        gf[THW + i] = ws * sy[i];
+        gf[2 * THW + i] = wt[i] * ex[i];
+        gf[3 * THW + i] = wt[i] * ey[i];
+        gt_pix[b * THW + p0 + i] = gtt[i];
+      }
+    }
+  });
+}
+
+WarpDims warp_dims(const at::Tensor& start, const at::Tensor& flow) {
+  return {start.size(0), start.size(1), flow.size(2), start.size(2), start.size(3)};
+}
+
+at::Tensor flow_warp_forward(const at::Tensor& start, const at::Tensor& end, const at::Tensor& flow,
+                             const at::Tensor& t) {
+  const WarpDims d = warp_dims(start, flow);
+  auto out = at::empty({d.B, d.C, d.T, d.H, d.W}, start.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, start.scalar_type(), "flow_warp_forward", [&] {
+    warp_forward_impl<scalar_t>(start.data_ptr<scalar_t>(), end.data_ptr<scalar_t>(),
+                                flow.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
+                                out.data_ptr<scalar_t>(), d);
+  });
+  return out;
+}
+
+// Returns (grad_start, grad_end, grad_flow, grad_t); undefined tensors where not needed.
+std::vector<at::Tensor> flow_warp_backward(const at::Tensor& gout, const at::Tensor& start,
+                                           const at::Tensor& end, const at::Tensor& flow,
+                                           const at::Tensor& t, bool need_features,
+                                           bool need_flow_t) {
+  const WarpDims d = warp_dims(start, flow);
+  const auto acc_opts = start.options().dtype(acc_scalar_type(start.scalar_type()));
+  at::Tensor gs, ge, gf, gt;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, start.scalar_type(), "flow_warp_backward", [&] {
+    using A = acc_t<scalar_t>;
+    if (need_features) {
+      gs = at::zeros({d.B, d.C, d.H, d.W}, acc_opts);
+      ge = at::zeros({d.B, d.C, d.H, d.W}, acc_opts);
+      warp_backward_features<scalar_t>(gout.data_ptr<scalar_t>(), flow.data_ptr<scalar_t>(),
+                                       t.data_ptr<scalar_t>(), gs.data_ptr<A>(), ge.data_ptr<A>(), d);
+    }
+    if (need_flow_t) {
+      gf = at::empty({d.B, 4, d.T, d.H, d.W}, acc_opts);
+      auto gt_pix = at::empty({d.B, d.T, d.H * d.W}, acc_opts);
+      warp_backward_flow<scalar_t>(gout.data_ptr<scalar_t>(), start.data_ptr<scalar_t>(),
+                                   end.data_ptr<scalar_t>(), flow.data_ptr<scalar_t>(),
+                                   t.data_ptr<scalar_t>(), gf.data_ptr<A>(), gt_pix.data_ptr<A>(), d);
+      gt = gt_pix.sum(-1);
+    }
+  });
+  const auto dtype = start.scalar_type();
+  auto cast = [dtype](const at::Tensor& x) { return x.defined() ? x.to(dtype) : x; };
+  return {cast(gs), cast(ge), cast(gf), cast(gt)};
+}
+
+// ---------------------------------------------------------------------------------------
+// saf_modulate: out = x * (1 + W_g f + b_g) [+ W_b f + b_b], a tiled GEMM (BLAS on an
+// L2-sized tile) with the modulation applied from the tile, so gamma/beta never reach memory.
+// ---------------------------------------------------------------------------------------
+
+constexpr int64_t kSafPixels = 512;    // pixels per tile
+constexpr int64_t kSafChannels = 128;  // output channels per tile
+
+// out[r, i] = sum_k weight[row0 + r, k] * fused_tile[k, i] into a caller-owned buffer.
+void style_tile(const at::Tensor& weight, int64_t row0, int64_t m, const at::Tensor& fused_tile,
+                at::Tensor& out) {
+  auto dst = out.narrow(0, 0, m);
+  at::mm_out(dst, weight.narrow(0, row0, m), fused_tile);
+}
+
+// Float and double only (the Python wrapper runs half types in float32).
+template <typename T>
+void saf_impl(const at::Tensor& x_t, const at::Tensor& fused_t, const at::Tensor& weight,
+              const T* bias, at::Tensor& out_t, bool with_beta) {
+  const int64_t B = x_t.size(0), C = x_t.size(1), K = fused_t.size(1);
+  const int64_t P = x_t.numel() / std::max<int64_t>(B * C, 1);
+  const T* x = x_t.data_ptr<T>();
+  T* out = out_t.data_ptr<T>();
+  const auto fused = fused_t.reshape({B, K, P});
+  const int64_t tiles = (P + kSafPixels - 1) / kSafPixels;
+  at::parallel_for(0, B * tiles, 1, [&](int64_t begin, int64_t stop) {
+    at::Tensor gamma_buf = at::empty({kSafChannels * kSafPixels}, x_t.options());
+    at::Tensor beta_buf = at::empty({kSafChannels * kSafPixels}, x_t.options());
+    for (int64_t task = begin; task < stop; ++task) {
+      const int64_t b = task / tiles, p0 = (task % tiles) * kSafPixels;
+      const int64_t n = std::min(kSafPixels, P - p0);
+      const auto f = fused.select(0, b).narrow(1, p0, n);
+      auto gamma = gamma_buf.narrow(0, 0, kSafChannels * n).view({kSafChannels, n});
+      auto beta = beta_buf.narrow(0, 0, kSafChannels * n).view({kSafChannels, n});
+      for (int64_t c0 = 0; c0 < C; c0 += kSafChannels) {
+        const int64_t m = std::min(kSafChannels, C - c0);
+        style_tile(weight, c0, m, f, gamma);
+        if (with_beta) style_tile(weight, C + c0, m, f, beta);
+        for (int64_t r = 0; r < m; ++r) {
+          const int64_t c = c0 + r;
+          const T bg = bias ? bias[c] : T(0);
+          const T bb = (bias && with_beta) ? bias[C + c] : T(0);
+          const T* xi = x + (b * C + c) * P + p0;
+          T* o = out + (b * C + c) * P + p0;
+          const T* g = gamma.data_ptr<T>() + r * n;
+          if (with_beta) {
+            const T* be = beta.data_ptr<T>() + r * n;
+            for (int64_t i = 0; i < n; ++i) o[i] = xi[i] * (T(1) + g[i] + bg) + be[i] + bb;
+          } else {
+            for (int64_t i = 0; i < n; ++i) o[i] = xi[i] * (T(1) + g[i] + bg);
+          }
+        }
+      }
+    }
+  });
+}
+
+// with_beta: weight [2C, K], bias [2C]; else only the gamma half is used: x * (1 + gamma),
+// which is also the gradient wrt x given grad_out as x.
+at::Tensor saf_forward(const at::Tensor& x, const at::Tensor& fused, const at::Tensor& weight,
+                       const c10::optional<at::Tensor>& bias, bool with_beta) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "saf_forward: float32/float64 only");
+  auto out = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "saf_forward", [&] {
+    const scalar_t* bptr = bias.has_value() && bias->defined() ? bias->data_ptr<scalar_t>() : nullptr;
+    // Detached: OpenMP workers do not inherit the caller's no-grad mode, and mm_out refuses
+    // tensors that require grad.
+    saf_impl<scalar_t>(x, fused.detach(), weight.detach(), bptr, out, with_beta);
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// upsample_tail: +bias, PixelShuffle(s), GELU, GTMLP (+residual) in one pass per
+// (b, c, h): the T x s x W pre-activations of s output rows are gathered from y, and the
+// T output rows of each of the s rows are written once.
+// ---------------------------------------------------------------------------------------
+
+struct TailDims {
+  int64_t B, C, T, H, W, s;
+  int64_t in_plane() const { return H * W; }
+  int64_t out_plane() const { return H * s * W * s; }
+};
+
+// pre[t][j][w] = y[b, shuffle(c,i,j), t, h, w] + bias  (as A), for one output row i.
+template <typename T, typename A>
+void gather_row(const T* y, const T* conv_bias, const TailDims& d, int64_t b, int64_t c, int64_t h,
+                int i, A* pre) {
+  const int64_t CSS = d.C * d.s * d.s, W = d.W;
+  for (int64_t t = 0; t < d.T; ++t)
+    for (int j = 0; j < d.s; ++j) {
+      const int64_t ch = dnerv::shuffle_in_channel(c, i, j, static_cast<int>(d.s));
+      const T* src = y + ((b * CSS + ch) * d.T + t) * d.in_plane() + h * W;
+      const A bias = conv_bias ? static_cast<A>(conv_bias[ch]) : A(0);
+      A* dst = pre + (t * d.s + j) * W;
+      for (int64_t w = 0; w < W; ++w) dst[w] = static_cast<A>(src[w]) + bias;
+    }
+}
+
+template <typename T>
+void tail_forward_impl(const T* y, const T* conv_bias, const T* weight, const T* tfc_bias, T* out,
+                       const TailDims& d) {
+  using A = acc_t<T>;
+  const int64_t row = d.s * d.W;  // one output row, de-interleaved as [j][w]
+  at::parallel_for(0, d.B * d.C * d.H, 1, [&](int64_t begin, int64_t stop) {
+    std::vector<A> g(d.T * row), mix(row);
+    for (int64_t task = begin; task < stop; ++task) {
+      const int64_t h = task % d.H, c = (task / d.H) % d.C, b = task / (d.H * d.C);
+      const T* wc = weight + c * d.T * d.T;
+      for (int i = 0; i < d.s; ++i) {
+        gather_row(y, conv_bias, d, b, c, h, i, g.data());
+        for (int64_t k = 0; k < d.T * row; ++k) g[k] = dnerv::gelu(g[k]);
+        const int64_t oy = h * d.s + i;
+        for (int64_t tp = 0; tp < d.T; ++tp) {
+          const A bt = tfc_bias ? static_cast<A>(tfc_bias[c * d.T + tp]) : A(0);
+          const A* gt = g.data() + tp * row;
+          for (int64_t k = 0; k < row; ++k) mix[k] = gt[k] + bt;
+          for (int64_t t = 0; t < d.T; ++t) {
+            const A wv = static_cast<A>(wc[tp * d.T + t]);
+            const A* src = g.data() + t * row;
+            for (int64_t k = 0; k < row; ++k) mix[k] += wv * src[k];
+          }
+          T* o = out + ((b * d.C + c) * d.T + tp) * d.out_plane() + oy * d.W * d.s;
+          for (int64_t j = 0; j < d.s; ++j)
+            for (int64_t w = 0; w < d.W; ++w) o[w * d.s + j] = static_cast<T>(mix[j * d.W + w]);
+        }
+      }
+    }
+  });
+}
+
+// Sum each length-n row of `rows` [m, n] into out[m] (+=).
+template <typename A> void add_row_sums(const A* rows, int64_t m, int64_t n, A* out) {
+  for (int64_t r = 0; r < m; ++r) {
+    A sum = 0;
+    for (int64_t k = 0; k < n; ++k) sum += rows[r * n + k];
+    out[r] += sum;
+  }
+}
+
+// One task per output channel c, so the weight / bias gradients of c are owned by one
+// thread (deterministic). They are accumulated lane-wise over the row (vectorises: no
+// reduction inside the hot loops) and reduced once per channel.
+template <typename T>
+void tail_backward_impl(const T* gout, const T* y, const T* conv_bias, const T* weight, T* gy,
+                        acc_t<T>* gbias_conv, acc_t<T>* gweight, acc_t<T>* gbias_tfc,
+                        const TailDims& d) {
+  using A = acc_t<T>;
+  const int64_t row = d.s * d.W, T_ = d.T, s = d.s;
+  const int64_t CSS = d.C * s * s;
+  at::parallel_for(0, d.C, 1, [&](int64_t begin, int64_t stop) {
+    std::vector<A> pre(T_ * row), g(T_ * row), go(T_ * row), gg(row);
+    std::vector<A> lane_w(T_ * T_ * row), lane_bt(T_ * row), lane_bc(s * row);
+    for (int64_t c = begin; c < stop; ++c) {
+      const T* wc = weight + c * T_ * T_;
+      std::fill(lane_w.begin(), lane_w.end(), A(0));
+      std::fill(lane_bt.begin(), lane_bt.end(), A(0));
+      std::fill(lane_bc.begin(), lane_bc.end(), A(0));
+      for (int64_t b = 0; b < d.B; ++b)
+        for (int64_t h = 0; h < d.H; ++h)
+          for (int i = 0; i < s; ++i) {
+            gather_row(y, conv_bias, d, b, c, h, i, pre.data());
+            for (int64_t k = 0; k < T_ * row; ++k) g[k] = dnerv::gelu(pre[k]);
+            const int64_t oy = h * s + i;
+            for (int64_t tp = 0; tp < T_; ++tp) {
+              const T* src = gout + ((b * d.C + c) * T_ + tp) * d.out_plane() + oy * d.W * s;
+              A* dst = go.data() + tp * row;
+              for (int64_t j = 0; j < s; ++j)
+                for (int64_t w = 0; w < d.W; ++w) dst[j * d.W + w] = static_cast<A>(src[w * s + j]);
+            }
+            for (int64_t tp = 0; tp < T_; ++tp) {
+              const A* gop = go.data() + tp * row;
+              A* lb = lane_bt.data() + tp * row;
+              for (int64_t k = 0; k < row; ++k) lb[k] += gop[k];
+              for (int64_t t = 0; t < T_; ++t) {
+                const A* gt = g.data() + t * row;
+                A* lw = lane_w.data() + (tp * T_ + t) * row;
+                for (int64_t k = 0; k < row; ++k) lw[k] += gop[k] * gt[k];
+              }
+            }
+            A* lbc = lane_bc.data() + i * row;  // [i][j][w]: input channel (c, i, j)
+            for (int64_t t = 0; t < T_; ++t) {
+              const A* got = go.data() + t * row;
+              for (int64_t k = 0; k < row; ++k) gg[k] = got[k];
+              for (int64_t tp = 0; tp < T_; ++tp) {
+                const A wv = static_cast<A>(wc[tp * T_ + t]);
+                const A* gop = go.data() + tp * row;
+                for (int64_t k = 0; k < row; ++k) gg[k] += wv * gop[k];
+              }
+              const A* pt = pre.data() + t * row;
+              for (int64_t k = 0; k < row; ++k) {
+                gg[k] *= dnerv::gelu_grad(pt[k]);
+                lbc[k] += gg[k];
+              }
+              for (int j = 0; j < s; ++j) {
+                const int64_t ch = dnerv::shuffle_in_channel(c, i, j, static_cast<int>(s));
+                T* dst = gy + ((b * CSS + ch) * T_ + t) * d.in_plane() + h * d.W;
+                const A* src = gg.data() + j * d.W;
+                for (int64_t w = 0; w < d.W; ++w) dst[w] = static_cast<T>(src[w]);
+              }
+            }
+          }
+      add_row_sums(lane_w.data(), T_ * T_, row, gweight + c * T_ * T_);
+      add_row_sums(lane_bt.data(), T_, row, gbias_tfc + c * T_);
+      add_row_sums(lane_bc.data(), s * s, d.W, gbias_conv + c * s * s);
+    }
+  });
+}
+
+TailDims tail_dims(const at::Tensor& y, int64_t s) {
+  return {y.size(0), y.size(1) / (s * s), y.size(2), y.size(3), y.size(4), s};
+}
+
+template <typename T> const T* opt_ptr(const c10::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? t->data_ptr<T>() : nullptr;
+}
+
+at::Tensor upsample_tail_forward(const at::Tensor& y, const c10::optional<at::Tensor>& conv_bias,
+                                 int64_t s, const at::Tensor& weight,
+                                 const c10::optional<at::Tensor>& tfc_bias) {
+  const TailDims d = tail_dims(y, s);
+  auto out = at::empty({d.B, d.C, d.T, d.H * s, d.W * s}, y.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, y.scalar_type(), "upsample_tail_forward", [&] {
+    tail_forward_impl<scalar_t>(y.data_ptr<scalar_t>(), opt_ptr<scalar_t>(conv_bias),
+                                weight.data_ptr<scalar_t>(), opt_ptr<scalar_t>(tfc_bias),
+                                out.data_ptr<scalar_t>(), d);
+  });
+  return out;
+}
+
+// Returns (grad_y, grad_conv_bias [C*s*s], grad_tfc_weight [C*T, T], grad_tfc_bias [C*T]).
+std::vector<at::Tensor> upsample_tail_backward(const at::Tensor& gout, const at::Tensor& y,
+                                               const c10::optional<at::Tensor>& conv_bias, int64_t s,
+                                               const at::Tensor& weight) {
+  const TailDims d = tail_dims(y, s);
+  const auto acc_opts = y.options().dtype(acc_scalar_type(y.scalar_type()));
+  auto gy = at::empty_like(y);
+  auto gbc = at::zeros({d.C * s * s}, acc_opts);
+  auto gw = at::zeros({d.C * d.T, d.T}, acc_opts);
+  auto gbt = at::zeros({d.C * d.T}, acc_opts);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, y.scalar_type(), "upsample_tail_backward", [&] {
+    using A = acc_t<scalar_t>;
+    tail_backward_impl<scalar_t>(gout.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+                                 opt_ptr<scalar_t>(conv_bias), weight.data_ptr<scalar_t>(),
+                                 gy.data_ptr<scalar_t>(), gbc.data_ptr<A>(), gw.data_ptr<A>(),
+                                 gbt.data_ptr<A>(), d);
+  });
+  const auto dtype = y.scalar_type();
+  return {gy, gbc.to(dtype), gw.to(dtype), gbt.to(dtype)};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "dnerv_fast CPU kernels";
+  m.def("flow_warp_forward", &flow_warp_forward);
+  m.def("flow_warp_backward", &flow_warp_backward);
+  m.def("saf_forward", &saf_forward);
+  m.def("upsample_tail_forward", &upsample_tail_forward);
+  m.def("upsample_tail_backward", &upsample_tail_backward);
+}

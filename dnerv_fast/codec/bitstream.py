@@ -1,0 +1,137 @@
+"""The .dnerv container: one versioned, checksummed file holding a whole encoded set of videos.
+
+Layout (little-endian)::
+
+    8 bytes   magic  b"DNERVF\\x1a\\n"
+    uint16    format version (FORMAT_VERSION)
+    uint16    number of sections n
+    n x (4-byte tag, uint64 length)
+    section payloads, in table order
+    uint32    CRC32 of every byte before it
+
+Sections: ``HEAD`` (UTF-8 JSON: model configuration, videos, codec settings), ``WGTS``
+(quantised, entropy-coded weights, :mod:`.weights`), ``KEYF`` (keyframes: for each, a uint32
+length then the codec's bytes, in header order). Every byte of the file is counted in bpp.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dnerv_fast.codec.atomic import write_bytes_atomic
+from dnerv_fast.codec.errors import BitstreamError
+
+MAGIC = b"DNERVF\x1a\n"
+FORMAT_VERSION = 1
+SECTIONS = (b"HEAD", b"WGTS", b"KEYF")
+_PRELUDE = struct.Struct("<8sHH")
+_ENTRY = struct.Struct("<4sQ")
+_CRC = struct.Struct("<I")
+_LEN = struct.Struct("<I")
+
+
+@dataclass
+class Container:
+    """Decoded contents of a .dnerv file."""
+
+    header: dict[str, Any]
+    weights: bytes
+    keyframes: list[bytes] = field(default_factory=list)
+
+
+def _pack_keyframes(keyframes: list[bytes]) -> bytes:
+    return b"".join(_LEN.pack(len(k)) + k for k in keyframes)
+
+
+def _unpack_keyframes(data: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(data):
+        if pos + _LEN.size > len(data):
+            raise BitstreamError("keyframe section ends inside a length field")
+        (n,) = _LEN.unpack_from(data, pos)
+        pos += _LEN.size
+        if pos + n > len(data):
+            raise BitstreamError("keyframe section is shorter than its keyframe lengths say")
+        out.append(data[pos:pos + n])
+        pos += n
+    return out
+
+
+def to_bytes(container: Container) -> bytes:
+    """Serialise a container (header JSON is written compactly, keys sorted)."""
+    head = json.dumps(container.header, separators=(",", ":"), sort_keys=True).encode()
+    payloads = [head, container.weights, _pack_keyframes(container.keyframes)]
+    table = b"".join(_ENTRY.pack(tag, len(p)) for tag, p in zip(SECTIONS, payloads))
+    body = _PRELUDE.pack(MAGIC, FORMAT_VERSION, len(SECTIONS)) + table + b"".join(payloads)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def from_bytes(data: bytes, source: str = "file") -> Container:
+    """Parse and verify a container; raises ``BitstreamError`` with the reason."""
+    if len(data) < len(MAGIC):
+        if MAGIC.startswith(data):
+            raise BitstreamError(f"{source} is truncated ({len(data)} bytes)")
+        raise BitstreamError(f"{source} is not a .dnerv file (wrong magic bytes)")
+    if data[:len(MAGIC)] != MAGIC:
+        raise BitstreamError(f"{source} is not a .dnerv file (wrong magic bytes)")
+    if len(data) < _PRELUDE.size:
+        raise BitstreamError(f"{source} is truncated ({len(data)} bytes)")
+    _, version, count = _PRELUDE.unpack_from(data, 0)
+    if version != FORMAT_VERSION:
+        raise BitstreamError(f"{source} has format version {version}; this dnerv_fast reads "
+                             f"version {FORMAT_VERSION} only")
+    table_end = _PRELUDE.size + count * _ENTRY.size
+    if len(data) < table_end + _CRC.size:
+        raise BitstreamError(f"{source} is truncated (ends inside the section table)")
+    entries = [_ENTRY.unpack_from(data, _PRELUDE.size + i * _ENTRY.size) for i in range(count)]
+    expected = table_end + sum(n for _, n in entries) + _CRC.size
+    if len(data) < expected:
+        raise BitstreamError(f"{source} is truncated: {len(data)} bytes, sections need {expected}")
+    if len(data) > expected:
+        raise BitstreamError(f"{source} has inconsistent section lengths: {len(data) - expected} "
+                             f"bytes beyond the sections and checksum")
+    (stored,) = _CRC.unpack_from(data, expected - _CRC.size)
+    if zlib.crc32(data[:expected - _CRC.size]) != stored:
+        raise BitstreamError(f"{source} is corrupted (checksum mismatch)")
+    tags = [t for t, _ in entries]
+    if tags != list(SECTIONS):
+        raise BitstreamError(f"{source} has sections {tags}, expected {list(SECTIONS)}")
+    payloads, pos = [], table_end
+    for _, n in entries:
+        payloads.append(data[pos:pos + n])
+        pos += n
+    try:
+        header = json.loads(payloads[0].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BitstreamError(f"{source} has an unreadable header: {e}") from e
+    if not isinstance(header, dict):
+        raise BitstreamError(f"{source} header is not a JSON object")
+    return Container(header, payloads[1], _unpack_keyframes(payloads[2]))
+
+
+def write_container(path: str | os.PathLike, container: Container, overwrite: bool = False) -> int:
+    """Write atomically; returns the file size in bytes."""
+    data = to_bytes(container)
+    write_bytes_atomic(path, data, overwrite)
+    return len(data)
+
+
+def read_container(path: str | os.PathLike) -> Container:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise BitstreamError(f"cannot read '{p}': {e}") from e
+    return from_bytes(data, f"'{p}'")
+
+
+def bits_per_pixel(file_bytes: int, total_pixels: int) -> float:
+    """8 * bytes / pixels, pixels counted at the original frame size over all videos."""
+    if total_pixels <= 0:
+        raise ValueError("total_pixels must be positive")
+    return 8.0 * file_bytes / total_pixels

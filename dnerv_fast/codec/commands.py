@@ -1,0 +1,117 @@
+"""``dnerv-fast encode / decode / eval``: argparse wiring for the codec.
+
+``register(subparsers)`` adds the three commands; each handler returns the exit status and
+turns every :class:`CodecError` into one ``error:`` line on stderr and status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable
+
+from dnerv_fast.codec.errors import CodecError
+
+
+def _guard(name: str, handler: Callable[[argparse.Namespace], int]
+           ) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except CodecError as e:
+            print(f"dnerv-fast {name}: error: {e}", file=sys.stderr)
+            return 1
+    return run
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from dnerv_fast.codec.pipeline import encode
+    start = time.perf_counter()
+    result = encode(args.videos, args.output, size=args.size, epochs=args.epochs,
+                    keyframe_codec=args.keyframe_codec, keyframe_quality=args.keyframe_quality,
+                    bits=args.bits, prune=args.prune, batch_size=args.batch_size, lr=args.lr,
+                    loss=args.loss, seed=args.seed, max_frames=args.max_frames,
+                    resume=args.resume, checkpoint_every=args.checkpoint_every,
+                    overwrite=args.overwrite, progress=not args.quiet)
+    s = result.section_bytes
+    print(f"wrote {args.output}: {result.file_bytes} bytes ({s['weights']} weights, "
+          f"{s['keyframes']} keyframes), {result.bpp:.5f} bpp over {len(result.videos)} "
+          f"video(s) in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from dnerv_fast.codec.pipeline import decode
+    for path in decode(args.input, args.output, fmt=args.format, overwrite=args.overwrite,
+                       progress=not args.quiet):
+        print(f"wrote {path}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from dnerv_fast.codec.atomic import check_output
+    from dnerv_fast.codec.evaluate import evaluate
+    from dnerv_fast.codec.report import format_table, write_csv, write_plot
+    for out in (args.csv, args.plot):
+        if out:
+            check_output(out, args.overwrite)
+    rows = evaluate(args.input, args.videos, crfs=args.crf, anchors=args.anchors,
+                    preset=args.preset, progress=not args.quiet)
+    print(format_table(rows))
+    if args.csv:
+        write_csv(rows, args.csv, args.overwrite)
+    if args.plot:
+        write_plot(rows, args.plot, args.overwrite)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``encode``, ``decode`` and ``eval`` to a ``dnerv-fast`` subparsers object."""
+    p = sub.add_parser("encode", help="train one D-NeRV on videos and write a .dnerv file",
+                       description="Encode videos (files or folders of frames) into one .dnerv "
+                                   "file: keyframes coded by an image codec, and a network "
+                                   "trained on them, quantised and entropy coded.")
+    p.add_argument("videos", nargs="+", metavar="VIDEO")
+    p.add_argument("-o", "--output", required=True, help="the .dnerv file to write")
+    p.add_argument("--size", default="tiny", help="model configuration (tiny, uvg-XS..XL, ucf101-S..L)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--keyframe-codec", default="webp", help="webp, jpeg, png, hevc or av1")
+    p.add_argument("--keyframe-quality", type=int, default=None,
+                   help="webp/jpeg: 1-100 (higher is better); hevc/av1: CRF (lower is better)")
+    p.add_argument("--bits", type=int, default=8, help="weight bits, 4-8 (2^bits - 1 levels)")
+    p.add_argument("--prune", type=float, default=0.0, help="fraction of weights set to zero")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per step")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
+    p.add_argument("--loss", default="uvg", choices=["uvg", "ucf101"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-frames", type=int, default=None, help="use only the first frames")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="save OUTPUT.ckpt every N epochs (it is removed after success)")
+    p.add_argument("--resume", action="store_true", help="continue training from OUTPUT.ckpt")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_guard("encode", _encode))
+
+    p = sub.add_parser("decode", help="decode every video of a .dnerv file",
+                       description="Decode to OUT/NAME.mp4 (lossless RGB x264) or OUT/NAME/ PNGs, "
+                                   "at the original frame size.")
+    p.add_argument("input", help="a .dnerv file")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--format", default="mp4", choices=["mp4", "png"])
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_guard("decode", _decode))
+
+    p = sub.add_parser("eval", help="rate-distortion of a .dnerv file against x264/x265",
+                       description="PSNR, MS-SSIM and bpp per video and overall, for the .dnerv "
+                                   "file and for x264/x265 (yuv444p) at the given CRFs.")
+    p.add_argument("input", help="a .dnerv file")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="the source videos, in encode order")
+    p.add_argument("--crf", type=int, nargs="+", default=[23, 28, 33, 38])
+    p.add_argument("--anchors", nargs="*", default=["x264", "x265"], choices=["x264", "x265"])
+    p.add_argument("--preset", default="medium", help="x264/x265 preset")
+    p.add_argument("--csv", help="write the table as CSV")
+    p.add_argument("--plot", help="write a rate-distortion plot (PNG)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_guard("eval", _eval))

@@ -1,0 +1,41 @@
+"""CPU backend: the fused C++ kernels of ``csrc/cpu_ops.cpp`` (built on first use).
+
+Deterministic, forward and backward: every scatter / reduction is owned by one thread and
+summed in a fixed order. float16 / bfloat16 compute in float32 (saf_modulate through float32
+tensors, the other ops inside the kernels).
+"""
+from __future__ import annotations
+
+import torch
+
+from ._fused_functions import FlowWarp, SafModulate, UpsampleTail, mixed_dtypes
+from ._jit import cpu_extension
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def load() -> None:
+    """Build (first use) and import the extension; raises if it cannot be built here."""
+    cpu_extension()
+
+
+def unsupported(op: str, *args) -> str | None:
+    """Decline calls whose tensors mix dtypes (the kernels take one storage type)."""
+    return mixed_dtypes(args)
+
+
+def flow_warp(start: torch.Tensor, end: torch.Tensor, flow: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return FlowWarp.apply(cpu_extension(), start, end, flow, t)
+
+
+def saf_modulate(x: torch.Tensor, fused: torch.Tensor, weight: torch.Tensor,
+                 bias: torch.Tensor | None) -> torch.Tensor:
+    if x.dtype in _HALF:  # the tiled GEMM runs on float32 / float64 only
+        bias32 = bias.float() if bias is not None else None
+        return SafModulate.apply(cpu_extension(), x.float(), fused.float(), weight.float(), bias32).to(x.dtype)
+    return SafModulate.apply(cpu_extension(), x, fused, weight, bias)
+
+
+def upsample_tail(y: torch.Tensor, conv_bias: torch.Tensor | None, scale: int,
+                  tfc_weight: torch.Tensor, tfc_bias: torch.Tensor | None) -> torch.Tensor:
+    return UpsampleTail.apply(cpu_extension(), y, conv_bias, scale, tfc_weight, tfc_bias)

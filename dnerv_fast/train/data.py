@@ -1,0 +1,132 @@
+"""Prepared videos and clip batches for training and for rendering a model's output.
+
+A :class:`PreparedVideo` holds one source video cut into patch sequences (each patch
+position is its own video, SPEC section 1) with its keyframes already coded by the keyframe
+codec and decoded again: the network is trained on, and decodes from, exactly the keyframes
+the file stores. Keyframes are coded once per video at the original frame size (one image
+per keyframe index, shared by the two clips that use it and by all patches), then tiled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dnerv_fast.codec.keyframes import decode_keyframe, encode_keyframe
+from dnerv_fast.configs import ModelConfig
+from dnerv_fast.schedule import Clip, ClipBatch, clip_inputs, clip_schedule, keyframe_indices
+from dnerv_fast.tiling import PatchGrid, patch_grid, tile
+from dnerv_fast.video_io import Video
+
+
+def _to_patches(frames: np.ndarray, grid: PatchGrid) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> uint8 [P, N, 3, ph, pw]."""
+    return tile(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), grid)
+
+
+@dataclass
+class PreparedVideo:
+    """One video ready for the network; ``frames`` is None when only decoding."""
+
+    name: str
+    height: int
+    width: int
+    length: int
+    fps: float
+    grid: PatchGrid
+    clips: list[Clip]
+    key_indices: list[int]
+    key_bytes: list[bytes]
+    keyframes: torch.Tensor            # uint8 [P, K, 3, ph, pw], decoded keyframes
+    frames: torch.Tensor | None = None  # uint8 [P, N, 3, ph, pw], training targets
+
+    @property
+    def patches(self) -> int:
+        return self.grid.count
+
+    def key_slot(self, frame: int) -> int:
+        return self.key_indices.index(frame)
+
+
+def _prepared(name: str, height: int, width: int, length: int, fps: float,
+              config: ModelConfig, key_bytes: list[bytes], decoded: list[np.ndarray],
+              frames: np.ndarray | None) -> PreparedVideo:
+    grid = patch_grid(height, width, config.patch_size, fit="pad")
+    return PreparedVideo(
+        name=name, height=height, width=width, length=length, fps=fps, grid=grid,
+        clips=clip_schedule(length, config.clip_len),
+        key_indices=keyframe_indices(length, config.clip_len), key_bytes=key_bytes,
+        keyframes=_to_patches(np.stack(decoded), grid),
+        frames=None if frames is None else _to_patches(frames, grid))
+
+
+def prepare_video(video: Video, config: ModelConfig, codec: str, quality: int | None,
+                  progress: bool = False) -> PreparedVideo:
+    """Code the keyframes of ``video`` and cut everything into patches."""
+    keys = keyframe_indices(video.num_frames, config.clip_len)
+    coded = [encode_keyframe(video.frames[k], codec, quality)
+             for k in tqdm(keys, desc=f"keyframes {video.name}", disable=not progress,
+                           leave=False)]
+    return _prepared(video.name, video.height, video.width, video.num_frames, video.fps, config,
+                     [b for b, _ in coded], [f for _, f in coded], video.frames)
+
+
+def restore_video(name: str, height: int, width: int, length: int, fps: float,
+                  config: ModelConfig, codec: str, key_bytes: list[bytes]) -> PreparedVideo:
+    """Rebuild a video's decoding inputs from stored keyframe bytes (no target frames)."""
+    decoded = [decode_keyframe(b, codec, (height, width)) for b in key_bytes]
+    return _prepared(name, height, width, length, fps, config, key_bytes, decoded, None)
+
+
+@dataclass(frozen=True)
+class ClipRef:
+    """Clip ``clip`` of patch sequence ``patch`` of video ``video``."""
+
+    video: int
+    patch: int
+    clip: int
+
+
+@dataclass
+class Batch:
+    """Network inputs for some clips; keyframes are deduplicated across the batch."""
+
+    inputs: ClipBatch
+    keyframes: torch.Tensor       # float [U, 3, ph, pw] in [0, 1], each distinct keyframe once
+    start: torch.Tensor           # long [B]: row of each clip's start keyframe in ``keyframes``
+    end: torch.Tensor             # long [B]
+    target: torch.Tensor | None   # float [B, 3, T, ph, pw] in [0, 1]
+
+
+def all_clips(videos: list[PreparedVideo]) -> list[ClipRef]:
+    return [ClipRef(v, p, c.index) for v, vid in enumerate(videos)
+            for p in range(vid.patches) for c in vid.clips]
+
+
+def make_batch(videos: list[PreparedVideo], refs: list[ClipRef], config: ModelConfig,
+               with_target: bool = True) -> Batch:
+    """Gather the inputs (and targets) of ``refs``."""
+    rows: dict[tuple[int, int, int], int] = {}
+    key_list, start, end, clips, targets = [], [], [], [], []
+
+    def row(v: int, p: int, frame: int) -> int:
+        key = (v, p, frame)
+        if key not in rows:
+            rows[key] = len(key_list)
+            key_list.append(videos[v].keyframes[p, videos[v].key_slot(frame)])
+        return rows[key]
+
+    for r in refs:
+        clip = videos[r.video].clips[r.clip]
+        clips.append(clip)
+        start.append(row(r.video, r.patch, clip.start_key))
+        end.append(row(r.video, r.patch, clip.end_key))
+        if with_target:
+            frames = videos[r.video].frames[r.patch, list(clip.frames)]   # [T, 3, ph, pw]
+            targets.append(frames.permute(1, 0, 2, 3))
+    target = torch.stack(targets).float().div_(255) if with_target else None
+    return Batch(clip_inputs(clips, config.embed_levels, config.embed_base),
+                 torch.stack(key_list).float().div_(255),
+                 torch.tensor(start), torch.tensor(end), target)

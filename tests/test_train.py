@@ -1,0 +1,126 @@
+"""Training pieces: schedule, masked loss, batching with shared keyframes, resumable loop."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from dnerv_fast.codec.errors import CheckpointError, CodecError
+from dnerv_fast.model.dnerv import DNeRV
+from dnerv_fast.train import TrainSettings, prepare_video, train
+from dnerv_fast.train import trainer as trainer_module
+from dnerv_fast.train.data import ClipRef, all_clips, make_batch
+from dnerv_fast.train.forward import run_batch
+from dnerv_fast.train.loss import reconstruction_loss
+from dnerv_fast.train.schedule import learning_rate
+from dnerv_fast.video_io import Video
+
+
+def synthetic(frames=9, h=64, w=64):
+    """A smooth moving pattern, so the tiny model can learn something in a few steps."""
+    y, x = np.mgrid[0:h, 0:w]
+    clip = [np.stack([128 + 100 * np.sin((x + 3 * t) / 9), 128 + 100 * np.cos((y - 2 * t) / 11),
+                      128 + 60 * np.sin((x + y + t) / 13)], -1) for t in range(frames)]
+    return Video("synthetic", np.stack(clip).round().astype(np.uint8), 25.0)
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    return prepare_video(synthetic(), DNeRV.from_config("tiny").config, "png", None)
+
+
+def test_learning_rate_schedule():
+    assert learning_rate(0.0, 1.0) == pytest.approx(0.1)
+    assert learning_rate(0.1, 1.0) == pytest.approx(0.55)
+    assert learning_rate(0.2, 1.0) == pytest.approx(1.0)
+    assert learning_rate(0.6, 1.0) == pytest.approx(0.5)
+    assert learning_rate(1.0, 1.0) == pytest.approx(0.0, abs=1e-12)
+    after = [learning_rate(p / 100, 1.0) for p in range(20, 101)]
+    assert all(a >= b for a, b in zip(after, after[1:]))
+
+
+def test_loss_ignores_masked_frames():
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 8, 16, 16, generator=g)
+    output = target.clone()
+    output[:, :, :4] += 0.1
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    mask[:, 4:] = True
+    for kind in ("uvg", "ucf101"):
+        assert reconstruction_loss(output, target, mask, kind).item() == pytest.approx(0, abs=1e-6)
+        mask[:, 0] = True
+        assert reconstruction_loss(output, target, mask, kind).item() > 1e-3
+        mask[:, 0] = False
+    with pytest.raises(CodecError, match="unknown loss"):
+        reconstruction_loss(output, target, mask, "l2")
+
+
+def test_batch_shares_keyframes_and_matches_forward(prepared):
+    config = DNeRV.from_config("tiny").config
+    assert prepared.key_indices == [0, 8]
+    refs = all_clips([prepared])
+    assert refs == [ClipRef(0, 0, 0), ClipRef(0, 0, 1)]
+    batch = make_batch([prepared], refs, config)
+    assert batch.keyframes.shape[0] == 2                  # frame 8 ends clip 0 and starts clip 1
+    assert batch.start.tolist() == [0, 1] and batch.end.tolist() == [1, 1]
+    assert batch.inputs.mask[1].tolist() == [True] + [False] * 7
+    torch.manual_seed(0)
+    model = DNeRV(config).eval()
+    with torch.no_grad():
+        ours = run_batch(model, batch)
+        pairs = torch.stack([batch.keyframes[batch.start], batch.keyframes[batch.end]], dim=2)
+        ref = model(batch.inputs.embed_input, model.normalize(pairs), batch.inputs.backward_distance)
+    assert torch.allclose(ours, ref, atol=1e-6)
+
+
+def test_training_learns(prepared):
+    torch.manual_seed(0)
+    model = DNeRV.from_config("tiny")
+    history = train(model, [prepared], TrainSettings(epochs=12, batch_size=2, lr=2e-3),
+                    progress=False)
+    assert len(history) == 12
+    assert history[-1]["psnr"] > history[0]["psnr"] + 1.0, history
+
+
+def test_resume_continues_exactly(prepared, tmp_path, monkeypatch):
+    settings = TrainSettings(epochs=3, batch_size=1)
+    ckpt, saved = tmp_path / "run.ckpt", tmp_path / "after1.ckpt"
+    real_save = trainer_module.save_checkpoint
+
+    def save_and_keep_first(path, model, optimizer, epoch, *rest):
+        real_save(path, model, optimizer, epoch, *rest)
+        if epoch == 1:
+            shutil.copy(path, saved)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_and_keep_first)
+    torch.manual_seed(1)
+    straight = DNeRV.from_config("tiny")
+    h1 = train(straight, [prepared], settings, checkpoint=ckpt, checkpoint_every=1, progress=False)
+    monkeypatch.undo()
+    shutil.copy(saved, ckpt)                              # as if the run had died after epoch 1
+    torch.manual_seed(123)                                # resuming must not depend on this
+    resumed = DNeRV.from_config("tiny")
+    h2 = train(resumed, [prepared], settings, checkpoint=ckpt, resume=True, progress=False)
+    assert h1 == h2
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_resume_errors(prepared, tmp_path):
+    model = DNeRV.from_config("tiny")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        train(model, [prepared], TrainSettings(epochs=1), checkpoint=tmp_path / "none",
+              resume=True, progress=False)
+    train(model, [prepared], TrainSettings(epochs=1), checkpoint=tmp_path / "c", progress=False)
+    with pytest.raises(CheckpointError, match="different settings"):
+        train(model, [prepared], TrainSettings(epochs=1, lr=1e-3), checkpoint=tmp_path / "c",
+              resume=True, progress=False)
+    (tmp_path / "junk").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        train(model, [prepared], TrainSettings(epochs=1), checkpoint=tmp_path / "junk",
+              resume=True, progress=False)
+
+
+def test_bad_settings(prepared):
+    with pytest.raises(CodecError, match="epochs"):
+        train(DNeRV.from_config("tiny"), [prepared], TrainSettings(epochs=0), progress=False)
