@@ -35,8 +35,10 @@ def _backends(args: argparse.Namespace) -> int:
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
     """``register(subparsers)`` of every command module (imported lazily by each command)."""
+    from . import demo
+    from .codec import commands as codec_commands
     from .profiling import commands as profile_commands
-    return [profile_commands.register]
+    return [codec_commands.register, profile_commands.register, demo.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

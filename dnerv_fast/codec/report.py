@@ -45,7 +45,8 @@ def write_plot(rows: Sequence[Row], path: str | os.PathLike, overwrite: bool = F
             ax.plot([r.bpp for r in pts], [getattr(r, metric) for r in pts], style,
                     label=method, markersize=10 if style == "*" else 5)
     for ax, label in zip(axes, ("PSNR (dB, RGB)", "MS-SSIM")):
-        ax.set_xlabel("bits per pixel")
+        ax.set_xscale("log")  # neural and classical points can lie decades apart
+        ax.set_xlabel("bits per pixel (log scale)")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend()
