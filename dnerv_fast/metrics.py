@@ -25,14 +25,20 @@ K1, K2 = 0.01, 0.03
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def psnr(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """PSNR in dB of each frame along dim 0 (data range 1), computed in float64.
 
-    Identical frames give ``inf``.
+    Identical frames give ``inf``. ``weight`` (broadcastable to ``x``, e.g. a 0/1 region
+    [N, 1, H, W]) averages the squared error over the weighted values only; a frame whose
+    weights are all zero gives ``nan``.
     """
     _check_pair(x, y)
-    diff = x.detach().double() - y.detach().double()
-    mse = diff.pow(2).flatten(1).mean(dim=1)
+    sq = (x.detach().double() - y.detach().double()).pow(2)
+    if weight is None:
+        mse = sq.flatten(1).mean(dim=1)
+    else:
+        w = weight.detach().double().expand_as(sq)
+        mse = (sq * w).flatten(1).sum(dim=1) / w.flatten(1).sum(dim=1)
     return 10.0 * torch.log10(1.0 / mse)
 
 
@@ -56,8 +62,8 @@ def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
 
 
-def _ssim_terms(x: torch.Tensor, y: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-frame mean SSIM and mean contrast-structure term."""
+def _ssim_maps(x: torch.Tensor, y: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SSIM and contrast-structure maps [N, C, H - window + 1, W - window + 1]."""
     g = _gaussian(window, SIGMA, x.dtype, x.device)
     c1, c2 = K1 ** 2, K2 ** 2
     mu_x, mu_y = _blur(x, g), _blur(y, g)
@@ -66,7 +72,13 @@ def _ssim_terms(x: torch.Tensor, y: torch.Tensor, window: int) -> tuple[torch.Te
     sxy = _blur(x * y, g) - mu_x * mu_y
     cs = (2 * sxy + c2) / (sxx + syy + c2)
     lum = (2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1)
-    return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)
+    return lum * cs, cs
+
+
+def _ssim_terms(x: torch.Tensor, y: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame mean SSIM and mean contrast-structure term."""
+    full, cs = _ssim_maps(x, y, window)
+    return full.flatten(1).mean(1), cs.flatten(1).mean(1)
 
 
 def _check_frames(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -77,11 +89,22 @@ def _check_frames(x: torch.Tensor, y: torch.Tensor) -> None:
         raise TypeError(f"need float frames in [0, 1], got {x.dtype}")
 
 
+def ssim_window(height: int, width: int) -> int:
+    """Side of the SSIM window for frames of this size (shrunk to fit small frames)."""
+    return min(WINDOW, height, width)
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """SSIM of each frame [N] of x, y [N, C, H, W] in [0, 1]; differentiable."""
     _check_frames(x, y)
-    window = min(WINDOW, *x.shape[-2:])
-    return _ssim_terms(x, y, window)[0]
+    return _ssim_terms(x, y, ssim_window(*x.shape[-2:]))[0]
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Local SSIM [N, C, H - w + 1, W - w + 1] of each valid window position (w:
+    :func:`ssim_window`); its per-frame mean is :func:`ssim`. Differentiable."""
+    _check_frames(x, y)
+    return _ssim_maps(x, y, ssim_window(*x.shape[-2:]))[0]
 
 
 def ms_ssim_scales(height: int, width: int) -> int:

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from dnerv_fast.codec.errors import CheckpointError, CodecError
+from dnerv_fast.codec.keyframes import encode_keyframe
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.train import TrainSettings, prepare_video, train
 from dnerv_fast.train import trainer as trainer_module
-from dnerv_fast.train.data import ClipRef, all_clips, make_batch
+from dnerv_fast.train.data import ClipRef, all_clips, keyframe_images, make_batch
 from dnerv_fast.train.forward import run_batch
 from dnerv_fast.train.loss import reconstruction_loss
 from dnerv_fast.train.schedule import learning_rate
@@ -26,7 +27,9 @@ def synthetic(frames=9, h=64, w=64):
 
 @pytest.fixture(scope="module")
 def prepared():
-    return prepare_video(synthetic(), DNeRV.from_config("tiny").config, "png", None)
+    video, config = synthetic(), DNeRV.from_config("tiny").config
+    keys = [encode_keyframe(f, "png")[0] for f in keyframe_images(video, config)]
+    return prepare_video(video, config, "png", keys)
 
 
 def test_learning_rate_schedule():

@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from dnerv_fast.codec.errors import CodecError
+
+if TYPE_CHECKING:
+    from dnerv_fast.train.masks import MaskSource
 
 
 def _guard(name: str, handler: Callable[[argparse.Namespace], int]
@@ -24,15 +27,34 @@ def _guard(name: str, handler: Callable[[argparse.Namespace], int]
     return run
 
 
+def _masks(args: argparse.Namespace) -> MaskSource | None:
+    """The mask options as a mask source (None when none is given)."""
+    from dnerv_fast.train.masks import BoxMasks, MaskError, VideoMasks
+    if args.mask_video and args.mask_boxes is not None:
+        raise MaskError("give either --mask-boxes or --mask-video, not both")
+    if args.mask_boxes is None and (args.mask_box_size is not None or args.mask_seed is not None):
+        raise MaskError("--mask-box-size and --mask-seed need --mask-boxes")
+    if args.mask_video:
+        return VideoMasks(tuple(args.mask_video))
+    if args.mask_boxes is None:
+        return None
+    size = DEFAULT_BOX_SIZE if args.mask_box_size is None else args.mask_box_size
+    return BoxMasks(args.mask_boxes, size, args.mask_seed or 0)
+
+
 def _encode(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.pipeline import encode
+    from dnerv_fast.train.distributed import is_main_process
     start = time.perf_counter()
     result = encode(args.videos, args.output, size=args.size, epochs=args.epochs,
                     keyframe_codec=args.keyframe_codec, keyframe_quality=args.keyframe_quality,
                     bits=args.bits, prune=args.prune, batch_size=args.batch_size, lr=args.lr,
                     loss=args.loss, seed=args.seed, max_frames=args.max_frames,
                     resume=args.resume, checkpoint_every=args.checkpoint_every,
-                    overwrite=args.overwrite, progress=not args.quiet)
+                    overwrite=args.overwrite, progress=not args.quiet, device=args.device,
+                    masks=_masks(args))
+    if not is_main_process():
+        return 0
     s = result.section_bytes
     print(f"wrote {args.output}: {result.file_bytes} bytes ({s['weights']} weights, "
           f"{s['keyframes']} keyframes), {result.bpp:.5f} bpp over {len(result.videos)} "
@@ -56,13 +78,28 @@ def _eval(args: argparse.Namespace) -> int:
         if out:
             check_output(out, args.overwrite)
     rows = evaluate(args.input, args.videos, crfs=args.crf, anchors=args.anchors,
-                    preset=args.preset, progress=not args.quiet)
+                    preset=args.preset, progress=not args.quiet, masks=_masks(args))
     print(format_table(rows))
     if args.csv:
         write_csv(rows, args.csv, args.overwrite)
     if args.plot:
         write_plot(rows, args.plot, args.overwrite)
     return 0
+
+
+DEFAULT_BOX_SIZE = 32
+
+
+def _add_mask_options(p: argparse.ArgumentParser, purpose: str) -> None:
+    g = p.add_argument_group("inpainting masks", purpose)
+    g.add_argument("--mask-boxes", type=int, metavar="COUNT",
+                   help="hide COUNT random square boxes in every frame")
+    g.add_argument("--mask-box-size", type=int, metavar="PIXELS",
+                   help=f"side of each box (default {DEFAULT_BOX_SIZE})")
+    g.add_argument("--mask-seed", type=int, metavar="SEED", help="box placement seed (default 0)")
+    g.add_argument("--mask-video", nargs="+", metavar="MASK",
+                   help="one mask video (file or frame folder) per video, same size and frames; "
+                        "pixels of 128 or more are holes")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,7 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="webp/jpeg: 1-100 (higher is better); hevc/av1: CRF (lower is better)")
     p.add_argument("--bits", type=int, default=8, help="weight bits, 4-8 (2^bits - 1 levels)")
     p.add_argument("--prune", type=float, default=0.0, help="fraction of weights set to zero")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per step")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="clips per step (in all, over the processes under torchrun)")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
     p.add_argument("--loss", default="uvg", choices=["uvg", "ucf101"])
     p.add_argument("--seed", type=int, default=0)
@@ -88,8 +126,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="save OUTPUT.ckpt every N epochs (it is removed after success)")
     p.add_argument("--resume", action="store_true", help="continue training from OUTPUT.ckpt")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where to train (auto: the GPU when there is one; under torchrun, "
+                        "each process's GPU cuda:LOCAL_RANK)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_mask_options(p, "Inpainting: train without seeing the masked pixels (keyframes are "
+                         "coded with the holes filled, the loss ignores them). Box settings "
+                         "are stored in the file.")
     p.set_defaults(func=_guard("encode", _encode))
 
     p = sub.add_parser("decode", help="decode every video of a .dnerv file",
@@ -114,4 +158,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", help="write a rate-distortion plot (PNG)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
+    _add_mask_options(p, "Also report PSNR inside the holes and outside them. Without these "
+                         "options, the box masks stored in the file are used; a file trained "
+                         "with mask videos needs --mask-video again.")
     p.set_defaults(func=_guard("eval", _eval))

@@ -1,4 +1,9 @@
-"""Rate-distortion evaluation of a .dnerv file against its source videos and x264/x265."""
+"""Rate-distortion evaluation of a .dnerv file against its source videos and x264/x265.
+
+For inpainting, rows with method ``holes`` and ``visible`` give the PSNR of the decoded video
+against the original inside the masks and outside them (per frame over the region's pixels,
+averaged over the frames that have such pixels; MS-SSIM is not defined on a region: NaN).
+"""
 from __future__ import annotations
 
 import os
@@ -13,6 +18,8 @@ from dnerv_fast.codec.anchors import encode_anchor
 from dnerv_fast.codec.errors import CodecError
 from dnerv_fast.codec.pipeline import Encoded, load, read_sources
 from dnerv_fast.metrics import ms_ssim, psnr
+from dnerv_fast.train.masks import MaskSource, masks_from_header, video_holes
+from dnerv_fast.video_io import Video
 
 METRIC_CHUNK = 16  # frames per metric call, to bound memory on large frames
 
@@ -41,9 +48,25 @@ def frame_metrics(decoded: np.ndarray, reference: np.ndarray) -> tuple[np.ndarra
     return np.concatenate(ps), np.concatenate(ms)
 
 
+def region_psnr(decoded: np.ndarray, reference: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """PSNR over the pixels of ``region`` (bool [N, H, W]) of each frame that has any."""
+    out = []
+    for i in range(0, len(reference), METRIC_CHUNK):
+        a = torch.from_numpy(decoded[i:i + METRIC_CHUNK]).permute(0, 3, 1, 2).double() / 255
+        b = torch.from_numpy(reference[i:i + METRIC_CHUNK]).permute(0, 3, 1, 2).double() / 255
+        w = torch.from_numpy(region[i:i + METRIC_CHUNK]).unsqueeze(1)
+        out.append(psnr(a, b, w)[w.flatten(1).any(1)].numpy())
+    return np.concatenate(out)
+
+
+def _mean(values: np.ndarray) -> float:
+    """Mean, NaN when empty (a region no frame has)."""
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
 def _row(method: str, setting: str, video: str, bits: float, pixels: int,
          ps: np.ndarray, ms: np.ndarray) -> Row:
-    return Row(method, setting, video, len(ps), bits / pixels, float(np.mean(ps)), float(np.mean(ms)))
+    return Row(method, setting, video, len(ps), bits / pixels, _mean(ps), _mean(ms))
 
 
 def _overall(per_frame: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -53,6 +76,20 @@ def _overall(per_frame: dict[str, tuple[np.ndarray, np.ndarray]],
     return _row(method, setting, "ALL", bits, pixels, ps, ms)
 
 
+def _region_rows(regions: dict[str, tuple[np.ndarray, np.ndarray]], bits: list[float],
+                 pixels: list[int], file_bits: float, setting: str) -> list[Row]:
+    """``holes`` and ``visible`` rows per video and overall, from per-frame region PSNRs."""
+    rows = []
+    for method, side in (("holes", 0), ("visible", 1)):
+        per_frame = {}
+        for (name, both), b, n in zip(regions.items(), bits, pixels):
+            ps = both[side]
+            per_frame[name] = (ps, np.full(len(ps), np.nan))
+            rows.append(_row(method, setting, name, b, n, *per_frame[name]))
+        rows.append(_overall(per_frame, file_bits, sum(pixels), method, setting))
+    return rows
+
+
 def _dnerv_setting(h: dict) -> str:
     return (f"{h['config'].get('name', 'custom')} {h['bits']}bit prune{h['prune']:g} "
             f"{h['keyframe_codec']}{h['keyframe_quality']}")
@@ -60,8 +97,12 @@ def _dnerv_setting(h: dict) -> str:
 
 def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
              crfs: Sequence[int] = (23, 28, 33, 38), anchors: Sequence[str] = ("x264", "x265"),
-             preset: str = "medium", progress: bool = True) -> list[Row]:
+             preset: str = "medium", progress: bool = True,
+             masks: MaskSource | None = None) -> list[Row]:
     """D-NeRV rows for each video and overall, then the same for each anchor and CRF.
+
+    With ``masks``, or when the file stores the box masks it was trained with, ``holes`` and
+    ``visible`` rows follow the D-NeRV rows (see the module docstring).
 
     Sources are matched to the file's videos in order and must have the same frame size
     and at least as many frames (extra frames are ignored, as with ``--max-frames``).
@@ -69,6 +110,7 @@ def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
     shared bytes (weights, header); the ``ALL`` row uses the whole file size.
     """
     encoded: Encoded = load(path)
+    masks = masks or masks_from_header(encoded.header)
     refs = read_sources(sources)
     if len(refs) != len(encoded.videos):
         raise CodecError(f"the file holds {len(encoded.videos)} videos but {len(refs)} were given")
@@ -84,12 +126,20 @@ def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
     shared = encoded.file_bytes - sum(key_bytes)
     rows: list[Row] = []
     setting = _dnerv_setting(encoded.header)
-    per_frame = {}
+    holes = None if masks is None else video_holes(
+        masks, [Video(r.name, f, r.fps) for r, f in zip(refs, frames)])
+    per_frame, regions, bits = {}, {}, []
     for i, v in enumerate(tqdm(encoded.videos, desc="D-NeRV", disable=not progress)):
-        per_frame[v.name] = frame_metrics(encoded.render(i), frames[i])
-        bits = 8 * (key_bytes[i] + shared * pixels[i] / total)
-        rows.append(_row("D-NeRV", setting, v.name, bits, pixels[i], *per_frame[v.name]))
+        decoded = encoded.render(i)
+        per_frame[v.name] = frame_metrics(decoded, frames[i])
+        if holes is not None:
+            regions[v.name] = (region_psnr(decoded, frames[i], holes[i]),
+                               region_psnr(decoded, frames[i], ~holes[i]))
+        bits.append(8 * (key_bytes[i] + shared * pixels[i] / total))
+        rows.append(_row("D-NeRV", setting, v.name, bits[i], pixels[i], *per_frame[v.name]))
     rows.append(_overall(per_frame, 8 * encoded.file_bytes, total, "D-NeRV", setting))
+    if holes is not None:
+        rows += _region_rows(regions, bits, pixels, 8 * encoded.file_bytes, setting)
     jobs = [(a, c) for a in anchors for c in crfs]
     for anchor, crf in tqdm(jobs, desc="anchors", disable=not progress):
         per_frame, total_bytes = {}, 0

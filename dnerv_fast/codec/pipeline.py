@@ -8,13 +8,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from dnerv_fast.codec.atomic import atomic_dir, check_output
 from dnerv_fast.codec.bitstream import (FORMAT_VERSION, Container, bits_per_pixel,
                                         read_container, write_container)
 from dnerv_fast.codec.errors import BitstreamError, CodecError
-from dnerv_fast.codec.keyframes import get_codec
+from dnerv_fast.codec.keyframes import encode_keyframe, get_codec
 from dnerv_fast.codec.quantize import check_bits, check_prune
 from dnerv_fast.codec.render import render_video
 from dnerv_fast.codec.weights import (dequantize_state_dict, pack_weights, quantize_state_dict,
@@ -22,7 +21,9 @@ from dnerv_fast.codec.weights import (dequantize_state_dict, pack_weights, quant
 from dnerv_fast.configs import ModelConfig, get_config
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.schedule import keyframe_indices
-from dnerv_fast.train.data import PreparedVideo, prepare_video, restore_video
+from dnerv_fast.train.data import PreparedVideo, keyframe_images, prepare_video, restore_video
+from dnerv_fast.train.distributed import Distributed, session
+from dnerv_fast.train.masks import MaskSource, fill_holes, video_holes
 from dnerv_fast.train.trainer import TrainSettings, train
 from dnerv_fast.video_io import Video, read_video, write_video
 
@@ -71,14 +72,32 @@ def read_sources(paths: Sequence[str | os.PathLike], max_frames: int | None = No
 
 
 def _header(config: ModelConfig, videos: list[PreparedVideo], codec: str, quality: int,
-            bits: int, prune: float, params: int) -> dict[str, Any]:
-    return {
+            bits: int, prune: float, params: int, masks: MaskSource | None) -> dict[str, Any]:
+    header = {
         "format": "dnerv_fast", "version": FORMAT_VERSION, "config": config.to_dict(),
         "bits": bits, "prune": prune, "keyframe_codec": codec, "keyframe_quality": quality,
         "parameters": params,
         "videos": [{"name": v.name, "height": v.height, "width": v.width, "frames": v.length,
                     "fps": v.fps} for v in videos],
     }
+    if masks is not None:
+        header["inpainting"] = masks.to_header()
+    return header
+
+
+def _prepare(sources: list[Video], config: ModelConfig, codec: str, quality: int,
+             masks: MaskSource | None, dist: Distributed, progress: bool) -> list[PreparedVideo]:
+    """Fill the holes, code the keyframes (the processes share the work) and tile."""
+    holes = video_holes(masks, sources) if masks is not None else [None] * len(sources)
+    inputs = [v if h is None else fill_holes(v, h) for v, h in zip(sources, holes)]
+    images = [keyframe_images(v, config) for v in inputs]
+    coded = dist.map(lambda frame: encode_keyframe(frame, codec, quality)[0],
+                     [f for frames in images for f in frames], "keyframes", progress)
+    prepared, pos = [], 0
+    for video, frames, hole in zip(inputs, images, holes):
+        prepared.append(prepare_video(video, config, codec, coded[pos:pos + len(frames)], hole))
+        pos += len(frames)
+    return prepared
 
 
 def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, size: str = "tiny",
@@ -86,12 +105,20 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, siz
            bits: int = 8, prune: float = 0.0, batch_size: int = 8, lr: float = 5e-4,
            loss: str = "uvg", seed: int = 0, max_frames: int | None = None,
            resume: bool = False, checkpoint_every: int = 0, overwrite: bool = False,
-           progress: bool = True) -> Encoded:
+           progress: bool = True, device: str = "auto",
+           masks: MaskSource | None = None) -> Encoded:
     """Train one D-NeRV on ``videos`` and write everything needed to decode them to ``out_path``.
 
     Training checkpoints go to ``<out_path>.ckpt`` (every ``checkpoint_every`` epochs and at
     the end; ``resume`` continues from it) and are removed once the file is written.
-    Returns the quantised model exactly as the decoder will rebuild it.
+    ``device`` is ``auto`` (a GPU when there is one), ``cpu`` or ``cuda``. Under torchrun the
+    processes split every batch (``batch_size`` clips in all) and keyframe coding between
+    them, and the main process alone writes the file, which is the file one process writes
+    up to floating-point differences in training.
+    ``masks`` hides pixels from the encoder (inpainting, :mod:`dnerv_fast.train.masks`):
+    keyframes and targets are the frames with their holes filled, the loss sees visible
+    pixels only, and box mask settings are stored in the header.
+    Returns the quantised model (on the CPU) exactly as the decoder will rebuild it.
     """
     out = check_output(out_path, overwrite)
     bits = check_bits(bits)
@@ -103,24 +130,32 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, siz
         config = get_config(size)
     except ValueError as e:
         raise CodecError(str(e)) from e
-    sources = read_sources(videos, max_frames)
-    prepared = [prepare_video(v, config, codec.name, quality, progress) for v in
-                tqdm(sources, desc="keyframes", disable=not progress or len(sources) < 2)]
-    torch.manual_seed(seed)
-    model = DNeRV(config)
-    ckpt = Path(f"{out}.ckpt")
-    train(model, prepared, settings, checkpoint=ckpt, checkpoint_every=checkpoint_every,
-          resume=resume, progress=progress)
-    qsd = quantize_state_dict(model.state_dict(), bits, prune)
-    model.load_state_dict(dequantize_state_dict(qsd))
-    model.eval()
-    header = _header(config, prepared, codec.name, quality, bits, prune,
-                     sum(p.numel() for p in model.parameters()))
-    container = Container(header, pack_weights(qsd), [b for v in prepared for b in v.key_bytes])
-    size_bytes = write_container(out, container, overwrite)
-    ckpt.unlink(missing_ok=True)
+    with session(device) as dist:
+        progress = progress and dist.is_main
+        prepared = _prepare(read_sources(videos, max_frames), config, codec.name, quality,
+                            masks, dist, progress)
+        torch.manual_seed(seed)
+        model = DNeRV(config).to(dist.device)
+        ckpt = Path(f"{out}.ckpt")
+        train(model, prepared, settings, checkpoint=ckpt, checkpoint_every=checkpoint_every,
+              resume=resume, progress=progress, dist=dist)
+        model.cpu()
+        qsd = quantize_state_dict(model.state_dict(), bits, prune)
+        model.load_state_dict(dequantize_state_dict(qsd))
+        model.eval()
+        header = _header(config, prepared, codec.name, quality, bits, prune,
+                         sum(p.numel() for p in model.parameters()), masks)
+        container = Container(header, pack_weights(qsd),
+                              [b for v in prepared for b in v.key_bytes])
+
+        def write() -> int:
+            written = write_container(out, container, overwrite)
+            ckpt.unlink(missing_ok=True)
+            return written
+
+        size_bytes = dist.on_main(write)
     for v in prepared:
-        v.frames = None
+        v.frames = v.visible = None
     return Encoded(model, prepared, header, size_bytes, _section_sizes(container))
 
 

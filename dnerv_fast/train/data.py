@@ -1,10 +1,11 @@
 """Prepared videos and clip batches for training and for rendering a model's output.
 
 A :class:`PreparedVideo` holds one source video cut into patch sequences (each patch
-position is its own video, SPEC section 1) with its keyframes already coded by the keyframe
-codec and decoded again: the network is trained on, and decodes from, exactly the keyframes
-the file stores. Keyframes are coded once per video at the original frame size (one image
-per keyframe index, shared by the two clips that use it and by all patches), then tiled.
+position is its own video, SPEC section 1) with its keyframes decoded from the bytes the
+keyframe codec made: the network is trained on, and decodes from, exactly the keyframes the
+file stores. Keyframes are coded once per video at the original frame size (one image per
+keyframe index, shared by the two clips that use it and by all patches), then tiled. For
+inpainting, a visibility mask is tiled the same way and batched with the targets.
 """
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from dnerv_fast.codec.keyframes import decode_keyframe, encode_keyframe
+from dnerv_fast.codec.keyframes import decode_keyframe
 from dnerv_fast.configs import ModelConfig
 from dnerv_fast.schedule import Clip, ClipBatch, clip_inputs, clip_schedule, keyframe_indices
 from dnerv_fast.tiling import PatchGrid, patch_grid, tile
@@ -22,7 +22,7 @@ from dnerv_fast.video_io import Video
 
 
 def _to_patches(frames: np.ndarray, grid: PatchGrid) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> uint8 [P, N, 3, ph, pw]."""
+    """[N, H, W, C] -> [P, N, C, ph, pw], same dtype."""
     return tile(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), grid)
 
 
@@ -39,8 +39,9 @@ class PreparedVideo:
     clips: list[Clip]
     key_indices: list[int]
     key_bytes: list[bytes]
-    keyframes: torch.Tensor            # uint8 [P, K, 3, ph, pw], decoded keyframes
-    frames: torch.Tensor | None = None  # uint8 [P, N, 3, ph, pw], training targets
+    keyframes: torch.Tensor             # uint8 [P, K, 3, ph, pw], decoded keyframes
+    frames: torch.Tensor | None = None   # uint8 [P, N, 3, ph, pw], training targets
+    visible: torch.Tensor | None = None  # bool [P, N, 1, ph, pw]; None: no pixel is hidden
 
     @property
     def patches(self) -> int:
@@ -62,15 +63,23 @@ def _prepared(name: str, height: int, width: int, length: int, fps: float,
         frames=None if frames is None else _to_patches(frames, grid))
 
 
-def prepare_video(video: Video, config: ModelConfig, codec: str, quality: int | None,
-                  progress: bool = False) -> PreparedVideo:
-    """Code the keyframes of ``video`` and cut everything into patches."""
-    keys = keyframe_indices(video.num_frames, config.clip_len)
-    coded = [encode_keyframe(video.frames[k], codec, quality)
-             for k in tqdm(keys, desc=f"keyframes {video.name}", disable=not progress,
-                           leave=False)]
-    return _prepared(video.name, video.height, video.width, video.num_frames, video.fps, config,
-                     [b for b, _ in coded], [f for _, f in coded], video.frames)
+def keyframe_images(video: Video, config: ModelConfig) -> list[np.ndarray]:
+    """The frames [H, W, 3] of ``video`` that are coded as keyframes, in file order."""
+    return [video.frames[k] for k in keyframe_indices(video.num_frames, config.clip_len)]
+
+
+def prepare_video(video: Video, config: ModelConfig, codec: str, key_bytes: list[bytes],
+                  holes: np.ndarray | None = None) -> PreparedVideo:
+    """Training data of ``video``: its keyframes decoded from ``key_bytes`` (the coded
+    :func:`keyframe_images`), its frames and, for inpainting, the visibility of its pixels
+    (``holes``: bool [N, H, W], True = hidden; ``video`` must already have them filled).
+    """
+    decoded = [decode_keyframe(b, codec, (video.height, video.width)) for b in key_bytes]
+    prepared = _prepared(video.name, video.height, video.width, video.num_frames, video.fps,
+                         config, key_bytes, decoded, video.frames)
+    if holes is not None:
+        prepared.visible = _to_patches(~holes[..., None], prepared.grid)
+    return prepared
 
 
 def restore_video(name: str, height: int, width: int, length: int, fps: float,
@@ -98,6 +107,7 @@ class Batch:
     start: torch.Tensor           # long [B]: row of each clip's start keyframe in ``keyframes``
     end: torch.Tensor             # long [B]
     target: torch.Tensor | None   # float [B, 3, T, ph, pw] in [0, 1]
+    visible: torch.Tensor | None = None  # float [B, 1, T, ph, pw], 1 = visible; None: all
 
 
 def all_clips(videos: list[PreparedVideo]) -> list[ClipRef]:
@@ -107,9 +117,10 @@ def all_clips(videos: list[PreparedVideo]) -> list[ClipRef]:
 
 def make_batch(videos: list[PreparedVideo], refs: list[ClipRef], config: ModelConfig,
                with_target: bool = True) -> Batch:
-    """Gather the inputs (and targets) of ``refs``."""
+    """Gather the inputs (and targets, with their visibility if any video has one) of ``refs``."""
     rows: dict[tuple[int, int, int], int] = {}
-    key_list, start, end, clips, targets = [], [], [], [], []
+    key_list, start, end, clips, targets, visible = [], [], [], [], [], []
+    masked = with_target and any(videos[r.video].visible is not None for r in refs)
 
     def row(v: int, p: int, frame: int) -> int:
         key = (v, p, frame)
@@ -126,7 +137,12 @@ def make_batch(videos: list[PreparedVideo], refs: list[ClipRef], config: ModelCo
         if with_target:
             frames = videos[r.video].frames[r.patch, list(clip.frames)]   # [T, 3, ph, pw]
             targets.append(frames.permute(1, 0, 2, 3))
+        if masked:
+            seen = videos[r.video].visible
+            visible.append(torch.ones_like(targets[-1][:1], dtype=torch.bool) if seen is None
+                           else seen[r.patch, list(clip.frames)].permute(1, 0, 2, 3))
     target = torch.stack(targets).float().div_(255) if with_target else None
     return Batch(clip_inputs(clips, config.embed_levels, config.embed_base),
                  torch.stack(key_list).float().div_(255),
-                 torch.tensor(start), torch.tensor(end), target)
+                 torch.tensor(start), torch.tensor(end), target,
+                 torch.stack(visible).float() if masked else None)

@@ -2,21 +2,40 @@
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.train.data import Batch
 
 
-def run_batch(model: DNeRV, batch: Batch) -> torch.Tensor:
+class ClipDecoder(nn.Module):
+    """:meth:`DNeRV.decode_clips` on a batch's keyframes in [0, 1], as a module's forward.
+
+    DistributedDataParallel synchronises gradients only for work done in the forward of the
+    module it wraps, so training wraps this module rather than calling the model's methods.
+    """
+
+    def __init__(self, model: DNeRV) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, keyframes: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
+                embed_input: torch.Tensor, backward_distance: torch.Tensor) -> torch.Tensor:
+        keys = self.model.normalize(keyframes.unsqueeze(2)).squeeze(2)     # [U, 3, ph, pw]
+        return self.model.decode_clips(embed_input, keys, start, end, backward_distance)
+
+
+def run_batch(model: DNeRV | nn.Module, batch: Batch) -> torch.Tensor:
     """Frames [B, 3, T, ph, pw] in [0, 1] for every clip of ``batch``.
 
-    The distinct keyframes of the batch go through the content encoder once (as a batch of
-    one-frame videos); each clip then picks its start/end features by row.
+    ``model`` is a :class:`DNeRV`, or a :class:`ClipDecoder` (possibly wrapped for
+    data-parallel training); inputs go to its device and floating-point type. The distinct
+    keyframes of the batch go through the content encoder once; each clip then picks its
+    start/end features by row.
     """
-    device = next(model.parameters()).device
-    keys = model.normalize(batch.keyframes.to(device).unsqueeze(2))        # [U, 3, 1, ph, pw]
-    levels = model.encode_keyframes(keys)
-    start, end = batch.start.to(device), batch.end.to(device)
-    pairs = [(lvl[start, :, 0], lvl[end, :, 0]) for lvl in levels]
+    net = ClipDecoder(model) if isinstance(model, DNeRV) else model
+    weight = next(net.parameters())
+    device, dtype = weight.device, weight.dtype
     inputs = batch.inputs.to(device)
-    return model.decode(inputs.embed_input, pairs, inputs.backward_distance)
+    return net(batch.keyframes.to(device, dtype), batch.start.to(device), batch.end.to(device),
+               inputs.embed_input.to(dtype), inputs.backward_distance.to(dtype))

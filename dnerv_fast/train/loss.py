@@ -1,27 +1,96 @@
-"""Training losses of the paper (SPEC section 3), over unmasked frames only."""
+"""Training losses of the paper (SPEC section 3), over unmasked frames and visible pixels only.
+
+The loss is kept as sums and counts (:class:`LossSums`) rather than as means, because means
+do not add up: under data-parallel training each process sums over its own clips, the counts
+are summed over all processes, and the loss divides one by the other, so N processes
+optimise exactly the loss of one process over the whole batch.
+
+For inpainting, a per-pixel visibility (1 visible, 0 hidden) restricts every term to visible
+pixels. The SSIM term only uses windows that hold no hidden pixel at all: the 11x11 Gaussian
+window weighs every pixel it covers, so a window touching a hole would let hidden target
+pixels into the loss and its gradient.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from dnerv_fast.codec.errors import CodecError
-from dnerv_fast.metrics import ssim
+from dnerv_fast.metrics import ssim_map, ssim_window
 
-LOSSES = ("uvg", "ucf101")
+# name: (weight of the pixel error, weight of 1 - SSIM, power of the pixel error)
+TERMS = {"uvg": (0.7, 0.3, 1), "ucf101": (1.0, 0.03, 2)}
+LOSSES = tuple(TERMS)
 
 
 def masked_frames(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[B, 3, T, H, W] and a bool mask [B, T] -> the kept frames [M, 3, H, W]."""
+    """[B, C, T, H, W] and a bool mask [B, T] -> the kept frames [M, C, H, W]."""
     return video.permute(0, 2, 1, 3, 4)[mask]
 
 
-def reconstruction_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                        kind: str = "uvg") -> torch.Tensor:
-    """'uvg': 0.7 * L1 + 0.3 * (1 - SSIM); 'ucf101': MSE + 0.03 * (1 - SSIM)."""
+def check_loss(kind: str) -> None:
+    if kind not in TERMS:
+        raise CodecError(f"unknown loss '{kind}'; choose one of: {', '.join(LOSSES)}")
+
+
+@dataclass
+class LossSums:
+    """Numerators and denominators of the two loss terms; sums of several parts add up."""
+
+    kind: str
+    error: torch.Tensor           # sum of |out - ref|^p over visible values
+    dissimilarity: torch.Tensor   # sum of 1 - SSIM over windows without hidden pixels
+    pixels: torch.Tensor          # how many values ``error`` sums over
+    windows: torch.Tensor         # how many window values ``dissimilarity`` sums over
+
+    def loss(self, pixels: torch.Tensor | None = None,
+             windows: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss, optionally dividing by counts taken over a larger batch (all processes).
+
+        A term with nothing to count (every pixel hidden) contributes zero.
+        """
+        pixels = self.pixels if pixels is None else pixels
+        windows = self.windows if windows is None else windows
+        pixel_weight, ssim_weight, _ = TERMS[self.kind]
+        return (pixel_weight * self.error / pixels.clamp(min=1)
+                + ssim_weight * self.dissimilarity / windows.clamp(min=1))
+
+
+def _window_visibility(visible: torch.Tensor, window: int) -> torch.Tensor:
+    """[M, 1, H, W] 0/1 -> [M, 1, H - window + 1, W - window + 1]: 1 where a window sees no hole."""
+    return 1 - F.max_pool2d(1 - visible, window, stride=1)
+
+
+def loss_sums(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "uvg",
+              visible: torch.Tensor | None = None) -> LossSums:
+    """Sums of the loss terms over the unmasked frames of [B, 3, T, H, W] clips.
+
+    ``mask`` [B, T] marks real frames; ``visible`` [B, 1, T, H, W] (0/1 floats) marks the
+    pixels the loss may see, None for all of them.
+    """
+    check_loss(kind)
     out, ref = masked_frames(output, mask), masked_frames(target, mask)
-    structural = 1 - ssim(out, ref).mean()
-    if kind == "uvg":
-        return 0.7 * F.l1_loss(out, ref) + 0.3 * structural
-    if kind == "ucf101":
-        return F.mse_loss(out, ref) + 0.03 * structural
-    raise CodecError(f"unknown loss '{kind}'; choose one of: {', '.join(LOSSES)}")
+    power = TERMS[kind][2]
+    error = (out - ref).abs().pow(power)
+    local = 1 - ssim_map(out, ref)
+    if visible is None:
+        count = torch.tensor(float(error.numel()), device=out.device)
+        windows = torch.tensor(float(local.numel()), device=out.device)
+        return LossSums(kind, error.sum(), local.sum(), count, windows)
+    seen = masked_frames(visible, mask).to(out.dtype)
+    whole = _window_visibility(seen, ssim_window(*out.shape[-2:]))
+    channels = out.shape[1]
+    return LossSums(kind, (error * seen).sum(), (local * whole).sum(),
+                    seen.sum() * channels, whole.sum() * channels)
+
+
+def reconstruction_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                        kind: str = "uvg", visible: torch.Tensor | None = None) -> torch.Tensor:
+    """'uvg': 0.7 * L1 + 0.3 * (1 - SSIM); 'ucf101': MSE + 0.03 * (1 - SSIM).
+
+    Means over the unmasked frames and, with ``visible``, over visible pixels only (see
+    :func:`loss_sums`).
+    """
+    return loss_sums(output, target, mask, kind, visible).loss()

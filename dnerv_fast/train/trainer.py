@@ -1,7 +1,17 @@
-"""The training loop: AdamW, warm-up + cosine schedule, progress bar, resumable checkpoints."""
+"""The training loop: AdamW, warm-up + cosine schedule, progress bar, resumable checkpoints.
+
+Under torchrun every process draws the same clip order from the seeded sampler and trains on
+its own share of each global batch (``batch_size`` clips over all processes). The loss is
+divided by counts summed over all processes and scaled by their number, so the gradients
+DistributedDataParallel averages are the gradients of one process on the whole batch (see
+:mod:`dnerv_fast.train.loss`). A process whose share is empty (a last batch smaller than the
+number of processes) still runs a clip, with weight zero, because every process must take
+part in each gradient exchange.
+"""
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -12,9 +22,10 @@ from dnerv_fast.codec.errors import CodecError
 from dnerv_fast.metrics import psnr
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from dnerv_fast.train.data import PreparedVideo, all_clips, make_batch
-from dnerv_fast.train.forward import run_batch
-from dnerv_fast.train.loss import LOSSES, masked_frames, reconstruction_loss
+from dnerv_fast.train.data import Batch, ClipRef, PreparedVideo, all_clips, make_batch
+from dnerv_fast.train.distributed import Distributed
+from dnerv_fast.train.forward import ClipDecoder, run_batch
+from dnerv_fast.train.loss import LossSums, check_loss, loss_sums, masked_frames
 from dnerv_fast.train.schedule import learning_rate
 
 
@@ -36,26 +47,76 @@ class TrainSettings:
             raise CodecError(f"batch size must be at least 1, got {self.batch_size}")
         if self.lr <= 0 or not 0 <= self.warmup < 1:
             raise CodecError(f"need lr > 0 and warm-up in [0, 1), got {self.lr}, {self.warmup}")
-        if self.loss not in LOSSES:
-            raise CodecError(f"unknown loss '{self.loss}'; choose one of: {', '.join(LOSSES)}")
+        check_loss(self.loss)
 
 
 def _fingerprint(model: DNeRV, videos: list[PreparedVideo], s: TrainSettings) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: settings, model shape and data."""
     return {"settings": asdict(s), "config": model.config.to_dict(),
             "videos": [(v.name, v.height, v.width, v.length) for v in videos],
-            "keyframes": [sum(len(b) for b in v.key_bytes) for v in videos]}
+            "keyframes": [sum(len(b) for b in v.key_bytes) for v in videos],
+            "masks": [None if v.visible is None else zlib.crc32(v.visible.numpy())
+                      for v in videos]}
+
+
+@dataclass
+class _Step:
+    """What one optimisation step reports, summed over all processes."""
+
+    loss: float
+    psnr_sum: float
+    frames: int
+
+
+def _psnr_total(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                visible: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of per-frame PSNR (over visible pixels, capped at 100 dB) and how many frames
+    it sums: the unmasked frames with at least one visible pixel."""
+    region = None if visible is None else masked_frames(visible, mask)
+    p = psnr(masked_frames(output, mask), masked_frames(target, mask), region)
+    if region is not None:
+        p = p[region.flatten(1).sum(1) > 0]
+    return p.clamp(max=100).sum(), torch.tensor(len(p), dtype=p.dtype, device=p.device)
+
+
+def _step(net: torch.nn.Module, batch: Batch, kind: str, weight: float,
+          dist: Distributed) -> tuple[torch.Tensor, _Step]:
+    """Forward pass on this process's share of a batch: the loss to differentiate, and what
+    the whole batch reports."""
+    output = run_batch(net, batch)
+    device, dtype = output.device, output.dtype
+    mask, target = batch.inputs.mask.to(device), batch.target.to(device, dtype)
+    visible = None if batch.visible is None else batch.visible.to(device, dtype)
+    sums = loss_sums(output, target, mask, kind, visible)
+    totals = torch.stack([sums.error.detach().double(), sums.dissimilarity.detach().double(),
+                          sums.pixels.double(), sums.windows.double(),
+                          *_psnr_total(output, target, mask, visible)]) * weight
+    error, dissimilarity, pixels, windows, psnr_sum, frames = dist.sum(totals)
+    loss = sums.loss(pixels.to(dtype), windows.to(dtype)) * (dist.world_size * weight)
+    value = LossSums(kind, error, dissimilarity, pixels, windows).loss()
+    return loss, _Step(value.item(), psnr_sum.item(), int(frames.item()))
+
+
+def _shard(batch: list[ClipRef], dist: Distributed) -> tuple[list[ClipRef], float]:
+    """This process's clips of a global batch and their weight (0: a stand-in clip)."""
+    share = dist.shard(batch)
+    return (share, 1.0) if share else (batch[:1], 0.0)
 
 
 def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 0,
-          resume: bool = False, progress: bool = True) -> list[dict[str, float]]:
+          resume: bool = False, progress: bool = True,
+          dist: Distributed | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place on every clip of every patch of ``videos``.
 
-    Checkpoints go to ``checkpoint`` every ``checkpoint_every`` epochs (0: never) and after
-    the last epoch; ``resume`` continues from it. Returns per-epoch mean loss and PSNR.
+    The model stays on its device (batches are moved to it). Checkpoints go to
+    ``checkpoint`` every ``checkpoint_every`` epochs (0: never) and after the last epoch,
+    written by the main process only; ``resume`` continues from it (every process reads it).
+    ``dist`` describes the data-parallel processes (None: this one alone). Returns per-epoch
+    mean loss and PSNR (over visible pixels), the same on every process.
     """
     settings.validate()
+    dist = dist or Distributed(device=next(model.parameters()).device)
     refs = all_clips(videos)
     config = model.config
     steps = -(-len(refs) // settings.batch_size)
@@ -76,6 +137,8 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
         first, history = state["epoch"], state["history"]
     else:
         torch.manual_seed(settings.seed)
+    net = dist.wrap(ClipDecoder(model))
+    progress = progress and dist.is_main
     model.train()
     for epoch in range(first, settings.epochs):
         order = torch.randperm(len(refs), generator=sampler).tolist()
@@ -87,27 +150,25 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
                                settings.warmup)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = make_batch(videos, [refs[i] for i in
-                                        order[step * settings.batch_size:(step + 1) * settings.batch_size]],
-                               config)
-            output = run_batch(model, batch)
-            mask = batch.inputs.mask
-            loss = reconstruction_loss(output, batch.target, mask, settings.loss)
+            chosen = order[step * settings.batch_size:(step + 1) * settings.batch_size]
+            share, weight = _shard([refs[i] for i in chosen], dist)
+            loss, done = _step(net, make_batch(videos, share, config), settings.loss, weight, dist)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            p = psnr(masked_frames(output, mask), masked_frames(batch.target, mask))
-            loss_value = loss.item()
-            loss_sum += loss_value * len(p)
-            psnr_sum += float(p.clamp(max=100).sum())
-            frames += len(p)
-            bar.set_postfix(loss=f"{loss_value:.4f}", psnr=f"{psnr_sum / frames:.2f}", lr=f"{lr:.2e}")
+            loss_sum += done.loss * done.frames
+            psnr_sum += done.psnr_sum
+            frames += done.frames
+            bar.set_postfix(loss=f"{done.loss:.4f}", psnr=f"{psnr_sum / max(frames, 1):.2f}",
+                            lr=f"{lr:.2e}")
+        frames = max(frames, 1)
         history.append({"epoch": epoch + 1, "loss": loss_sum / frames, "psnr": psnr_sum / frames})
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{settings.epochs}: loss {loss_sum / frames:.4f}, "
                        f"PSNR {psnr_sum / frames:.2f} dB")
         last = epoch + 1 == settings.epochs
-        if checkpoint is not None and (last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0)):
+        if checkpoint is not None and dist.is_main and \
+                (last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0)):
             save_checkpoint(checkpoint, model, optimizer, epoch + 1, fingerprint, sampler, history)
     model.eval()
     return history
