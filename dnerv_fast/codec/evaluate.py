@@ -22,6 +22,7 @@ from dnerv_fast.train.masks import MaskSource, masks_from_header, video_holes
 from dnerv_fast.video_io import Video
 
 METRIC_CHUNK = 16  # frames per metric call, to bound memory on large frames
+REGION_METHODS = ("holes", "visible")  # inpainting rows: PSNR inside / outside the masks
 
 
 @dataclass
@@ -80,7 +81,7 @@ def _region_rows(regions: dict[str, tuple[np.ndarray, np.ndarray]], bits: list[f
                  pixels: list[int], file_bits: float, setting: str) -> list[Row]:
     """``holes`` and ``visible`` rows per video and overall, from per-frame region PSNRs."""
     rows = []
-    for method, side in (("holes", 0), ("visible", 1)):
+    for side, method in enumerate(REGION_METHODS):
         per_frame = {}
         for (name, both), b, n in zip(regions.items(), bits, pixels):
             ps = both[side]

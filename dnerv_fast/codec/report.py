@@ -7,7 +7,7 @@ import os
 from typing import Sequence
 
 from dnerv_fast.codec.atomic import atomic_path
-from dnerv_fast.codec.evaluate import Row
+from dnerv_fast.codec.evaluate import REGION_METHODS, Row
 
 COLUMNS = [f.name for f in dataclasses.fields(Row)]
 
@@ -31,12 +31,15 @@ def write_csv(rows: Sequence[Row], path: str | os.PathLike, overwrite: bool = Fa
 
 
 def write_plot(rows: Sequence[Row], path: str | os.PathLike, overwrite: bool = False) -> None:
-    """PSNR and MS-SSIM against bpp for the overall (``ALL``) rows of every method."""
+    """PSNR and MS-SSIM against bpp for the overall (``ALL``) rows of every codec.
+
+    Inpainting region rows are left out: they share the file's bits, not a rate of their own.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    overall = [r for r in rows if r.video == "ALL"]
+    overall = [r for r in rows if r.video == "ALL" and r.method not in REGION_METHODS]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for method in dict.fromkeys(r.method for r in overall):
         pts = sorted((r for r in overall if r.method == method), key=lambda r: r.bpp)
