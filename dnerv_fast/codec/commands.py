@@ -15,6 +15,10 @@ from dnerv_fast.codec.errors import CodecError
 if TYPE_CHECKING:
     from dnerv_fast.train.masks import MaskSource
 
+# Spelled out here so that --help never imports torch (see train.distributed, precision).
+DEVICE_CHOICES = ["auto", "cpu", "cuda"]
+DTYPE_CHOICES = ["fp32", "bf16", "fp16"]
+
 
 def _guard(name: str, handler: Callable[[argparse.Namespace], int]
            ) -> Callable[[argparse.Namespace], int]:
@@ -65,7 +69,7 @@ def _encode(args: argparse.Namespace) -> int:
 def _decode(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.pipeline import decode
     for path in decode(args.input, args.output, fmt=args.format, overwrite=args.overwrite,
-                       progress=not args.quiet):
+                       progress=not args.quiet, device=args.device, dtype=args.dtype):
         print(f"wrote {path}")
     return 0
 
@@ -126,7 +130,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="save OUTPUT.ckpt every N epochs (it is removed after success)")
     p.add_argument("--resume", action="store_true", help="continue training from OUTPUT.ckpt")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
                    help="where to train (auto: the GPU when there is one; under torchrun, "
                         "each process's GPU cuda:LOCAL_RANK)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -142,6 +146,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="a .dnerv file")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--format", default="mp4", choices=["mp4", "png"])
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
+                   help="where the network runs (auto: a GPU when there is one)")
+    p.add_argument("--dtype", default="fp32", choices=DTYPE_CHOICES,
+                   help="network precision; bf16/fp16 stay within a few hundredths of a dB of fp32")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_guard("decode", _decode))

@@ -22,7 +22,8 @@ from dnerv_fast.configs import ModelConfig, get_config
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.schedule import keyframe_indices
 from dnerv_fast.train.data import PreparedVideo, keyframe_images, prepare_video, restore_video
-from dnerv_fast.train.distributed import Distributed, session
+from dnerv_fast.precision import parse_dtype
+from dnerv_fast.train.distributed import Distributed, resolve_device, session
 from dnerv_fast.train.masks import MaskSource, fill_holes, video_holes
 from dnerv_fast.train.trainer import TrainSettings, train
 from dnerv_fast.video_io import Video, read_video, write_video
@@ -201,16 +202,25 @@ def load(path: str | os.PathLike) -> Encoded:
 
 
 def decode(path: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "mp4",
-           overwrite: bool = False, progress: bool = True) -> list[Path]:
+           overwrite: bool = False, progress: bool = True, device: str = "auto",
+           dtype: str = "fp32") -> list[Path]:
     """Decode every video of a .dnerv file into ``out_dir`` (``NAME.mp4`` or ``NAME/`` PNGs).
 
     mp4 output is lossless (see :mod:`dnerv_fast.video_io`). The folder appears only when
-    every video is written.
+    every video is written. ``device`` (``auto``, ``cpu``, ``cuda``) and ``dtype`` (``fp32``,
+    ``bf16``, ``fp16``) choose where and in what precision the network runs; only fp32 gives
+    the frames the encoder measured, half precision stays within a few hundredths of a dB.
     """
     if fmt not in ("mp4", "png"):
         raise CodecError(f"unknown output format '{fmt}' (use mp4 or png)")
+    try:
+        torch_dtype = parse_dtype(dtype)
+    except ValueError as e:
+        raise CodecError(str(e)) from e
+    target = resolve_device(device)
     check_output(out_dir, overwrite)
     encoded = load(path)
+    encoded.model.to(target, torch_dtype)
     written = []
     with atomic_dir(out_dir, overwrite) as tmp:
         for i, v in enumerate(encoded.videos):

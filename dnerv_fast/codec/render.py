@@ -49,7 +49,8 @@ def render_clips(model: DNeRV, videos: list[PreparedVideo], index: int, clips: S
                   leave=False):
         part = refs[i:i + chunk]
         batch = make_batch(videos, [ref for ref, _ in part], model.config, with_target=False)
-        out = run_batch(model, batch).mul(255).round_().to(device, torch.uint8)  # [B,3,T,ph,pw]
+        # Scale in fp32: a half-precision model's output has too few bits for 255 * x.
+        out = run_batch(model, batch).float().mul_(255).round_().to(device, torch.uint8)  # [B,3,T,ph,pw]
         for (ref, offset), frames in zip(part, out):
             real = sum(video.clips[ref.clip].mask)
             patches[ref.patch, offset:offset + real] = frames[:, :real].permute(1, 0, 2, 3)

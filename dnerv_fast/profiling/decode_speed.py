@@ -17,12 +17,12 @@ import torch
 from .. import ops
 from ..configs import get_config
 from ..model import DNeRV
+from ..precision import DTYPES, parse_dtype
 from ..schedule import clip_inputs, clip_schedule
 from ..tiling import patch_grid, stitch
 from .breakdown import stage_breakdown
 from .timing import peak_memory_mb, reset_peak_memory, summarize, time_repeats
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 Decoder = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -51,8 +51,7 @@ class ProfileSettings:
         return device
 
     def validate(self, device: torch.device) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        parse_dtype(self.dtype)
         if self.batch < 1 or self.repeats < 1 or self.warmup < 0:
             raise ValueError("batch and repeats must be >= 1 and warmup >= 0")
         if self.cuda_graphs and device.type != "cuda":
