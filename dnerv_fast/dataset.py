@@ -36,6 +36,7 @@ from dnerv_fast.train.data import PreparedVideo
 Labels = Union[Mapping[str, Any], Callable[[str], Any]]
 UNITS = ("clip", "frame")
 LAST = ("pad", "drop")
+KEYFRAME_VIDEOS = 8  # videos whose decoded keyframes a process keeps at once
 
 
 @dataclass
@@ -46,6 +47,7 @@ class _Decoder:
     model: DNeRV
     videos: list[PreparedVideo]
     cache: OrderedDict[tuple[int, int], torch.Tensor] = field(default_factory=OrderedDict)
+    keyed: OrderedDict[int, None] = field(default_factory=OrderedDict)  # videos with decoded keyframes
 
 
 class DNeRVDataset(Dataset):
@@ -180,6 +182,10 @@ class DNeRVDataset(Dataset):
             state.cache.move_to_end(key)
             return state.cache[key]
         frames = render_clips(state.model, state.videos, v, [clip], self.chunk, self.device)
+        state.keyed[v] = None
+        state.keyed.move_to_end(v)
+        while len(state.keyed) > KEYFRAME_VIDEOS:  # bound memory over a file of many videos
+            state.videos[state.keyed.popitem(last=False)[0]].release_keyframes()
         if self.cache_clips:
             state.cache[key] = frames
             while len(state.cache) > self.cache_clips:

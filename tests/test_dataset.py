@@ -120,6 +120,20 @@ def test_pickling_leaves_the_model_behind(dnerv):
     assert torch.equal(copy[3][0], ds[3][0]) and copy[3][1] == 1
 
 
+def test_keyframes_are_decoded_on_demand_and_bounded(dnerv, monkeypatch):
+    """Opening a file decodes no keyframe; a reader keeps few videos' keyframes at once."""
+    import dnerv_fast.dataset as dataset_module
+    assert all(v._keyframes is None for v in load(dnerv).videos)
+    monkeypatch.setattr(dataset_module, "KEYFRAME_VIDEOS", 1)
+    ds = DNeRVDataset(dnerv, cache_clips=0)
+    first = ds[0]
+    videos = ds._state().videos
+    assert videos[0]._keyframes is not None and videos[1]._keyframes is None
+    ds[len(ds) - 1]                              # the other video
+    assert videos[0]._keyframes is None and videos[1]._keyframes is not None
+    assert torch.equal(ds[0], first)             # decoded again, same pixels
+
+
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_dataloader_workers_give_the_same_items(dnerv, context):
     ds = DNeRVDataset(dnerv, videos=["square"], labels={"square": 3})

@@ -9,7 +9,7 @@ inpainting, a visibility mask is tiled the same way and batched with the targets
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -39,27 +39,43 @@ class PreparedVideo:
     clips: list[Clip]
     key_indices: list[int]
     key_bytes: list[bytes]
-    keyframes: torch.Tensor             # uint8 [P, K, 3, ph, pw], decoded keyframes
+    codec: str                           # the keyframe codec that made ``key_bytes``
     frames: torch.Tensor | None = None   # uint8 [P, N, 3, ph, pw], training targets
     visible: torch.Tensor | None = None  # bool [P, N, 1, ph, pw]; None: no pixel is hidden
+    _keyframes: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def patches(self) -> int:
         return self.grid.count
+
+    @property
+    def keyframes(self) -> torch.Tensor:
+        """uint8 [P, K, 3, ph, pw]: the keyframes decoded from ``key_bytes``.
+
+        Decoded on first use, so that opening a file of many videos decodes none of them;
+        :meth:`release_keyframes` frees them again (a reader of many videos bounds memory so).
+        """
+        if self._keyframes is None:
+            decoded = [decode_keyframe(b, self.codec, (self.height, self.width)) for b in self.key_bytes]
+            self._keyframes = _to_patches(np.stack(decoded), self.grid)
+        return self._keyframes
+
+    def release_keyframes(self) -> None:
+        self._keyframes = None
 
     def key_slot(self, frame: int) -> int:
         return self.key_indices.index(frame)
 
 
 def _prepared(name: str, height: int, width: int, length: int, fps: float,
-              config: ModelConfig, key_bytes: list[bytes], decoded: list[np.ndarray],
+              config: ModelConfig, key_bytes: list[bytes], codec: str,
               frames: np.ndarray | None) -> PreparedVideo:
     grid = patch_grid(height, width, config.patch_size, fit="pad")
     return PreparedVideo(
         name=name, height=height, width=width, length=length, fps=fps, grid=grid,
         clips=clip_schedule(length, config.clip_len),
         key_indices=keyframe_indices(length, config.clip_len), key_bytes=key_bytes,
-        keyframes=_to_patches(np.stack(decoded), grid),
+        codec=codec,
         frames=None if frames is None else _to_patches(frames, grid))
 
 
@@ -70,13 +86,12 @@ def keyframe_images(video: Video, config: ModelConfig) -> list[np.ndarray]:
 
 def prepare_video(video: Video, config: ModelConfig, codec: str, key_bytes: list[bytes],
                   holes: np.ndarray | None = None) -> PreparedVideo:
-    """Training data of ``video``: its keyframes decoded from ``key_bytes`` (the coded
+    """Training data of ``video``: its keyframes (``key_bytes``, the coded
     :func:`keyframe_images`), its frames and, for inpainting, the visibility of its pixels
     (``holes``: bool [N, H, W], True = hidden; ``video`` must already have them filled).
     """
-    decoded = [decode_keyframe(b, codec, (video.height, video.width)) for b in key_bytes]
     prepared = _prepared(video.name, video.height, video.width, video.num_frames, video.fps,
-                         config, key_bytes, decoded, video.frames)
+                         config, key_bytes, codec, video.frames)
     if holes is not None:
         prepared.visible = _to_patches(~holes[..., None], prepared.grid)
     return prepared
@@ -85,8 +100,7 @@ def prepare_video(video: Video, config: ModelConfig, codec: str, key_bytes: list
 def restore_video(name: str, height: int, width: int, length: int, fps: float,
                   config: ModelConfig, codec: str, key_bytes: list[bytes]) -> PreparedVideo:
     """Rebuild a video's decoding inputs from stored keyframe bytes (no target frames)."""
-    decoded = [decode_keyframe(b, codec, (height, width)) for b in key_bytes]
-    return _prepared(name, height, width, length, fps, config, key_bytes, decoded, None)
+    return _prepared(name, height, width, length, fps, config, key_bytes, codec, None)
 
 
 @dataclass(frozen=True)
