@@ -142,6 +142,18 @@ def test_resume_from_checkpoint(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
 
 
+def test_kept_checkpoint_requantises_without_training(tmp_path, monkeypatch):
+    crop = read_video(CARPHONE, max_frames=FRAMES).frames[:, :64, :64]
+    src = write_video(np.ascontiguousarray(crop), tmp_path / "c.mp4")
+    eight = encode([src], tmp_path / "c8.dnerv", epochs=1, keep_checkpoint=True, progress=False)
+    (tmp_path / "c4.dnerv.ckpt").write_bytes((tmp_path / "c8.dnerv.ckpt").read_bytes())
+    import dnerv_fast.train.trainer as trainer
+    monkeypatch.setattr(trainer, "make_batch", lambda *a, **k: pytest.fail("trained again"))
+    four = encode([src], tmp_path / "c4.dnerv", epochs=1, bits=4, resume=True, progress=False)
+    assert four.header["bits"] == 4 and four.file_bytes < eight.file_bytes
+    assert not (tmp_path / "c4.dnerv.ckpt").exists() and (tmp_path / "c8.dnerv.ckpt").exists()
+
+
 def test_unique_names():
     from dnerv_fast.codec.pipeline import unique_names
     assert unique_names(["a", "a", "a_2", "b"]) == ["a", "a_2", "a_2_2", "b"]

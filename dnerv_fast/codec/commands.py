@@ -55,7 +55,7 @@ def _encode(args: argparse.Namespace) -> int:
                     bits=args.bits, prune=args.prune, batch_size=args.batch_size, lr=args.lr,
                     loss=args.loss, seed=args.seed, max_frames=args.max_frames,
                     resume=args.resume, checkpoint_every=args.checkpoint_every,
-                    overwrite=args.overwrite, progress=not args.quiet, device=args.device,
+                    keep_checkpoint=args.keep_checkpoint, overwrite=args.overwrite, progress=not args.quiet, device=args.device,
                     masks=_masks(args))
     if not is_main_process():
         return 0
@@ -130,6 +130,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="save OUTPUT.ckpt every N epochs (it is removed after success)")
     p.add_argument("--resume", action="store_true", help="continue training from OUTPUT.ckpt")
+    p.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep OUTPUT.ckpt after success; --resume from a copy of it with other "
+                        "--bits/--prune re-quantises without training again")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
                    help="where to train (auto: the GPU when there is one; under torchrun, "
                         "each process's GPU cuda:LOCAL_RANK)")

@@ -105,13 +105,15 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, siz
            epochs: int = 100, keyframe_codec: str = "webp", keyframe_quality: int | None = None,
            bits: int = 8, prune: float = 0.0, batch_size: int = 8, lr: float = 5e-4,
            loss: str = "uvg", seed: int = 0, max_frames: int | None = None,
-           resume: bool = False, checkpoint_every: int = 0, overwrite: bool = False,
-           progress: bool = True, device: str = "auto",
+           resume: bool = False, checkpoint_every: int = 0, keep_checkpoint: bool = False,
+           overwrite: bool = False, progress: bool = True, device: str = "auto",
            masks: MaskSource | None = None) -> Encoded:
     """Train one D-NeRV on ``videos`` and write everything needed to decode them to ``out_path``.
 
     Training checkpoints go to ``<out_path>.ckpt`` (every ``checkpoint_every`` epochs and at
-    the end; ``resume`` continues from it) and are removed once the file is written.
+    the end; ``resume`` continues from it) and are removed once the file is written, unless
+    ``keep_checkpoint``: a finished checkpoint resumed with other ``bits`` or ``prune``
+    re-quantises the same trained weights without training again.
     ``device`` is ``auto`` (a GPU when there is one), ``cpu`` or ``cuda``. Under torchrun the
     processes split every batch (``batch_size`` clips in all) and keyframe coding between
     them, and the main process alone writes the file, which is the file one process writes
@@ -151,7 +153,8 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, siz
 
         def write() -> int:
             written = write_container(out, container, overwrite)
-            ckpt.unlink(missing_ok=True)
+            if not keep_checkpoint:
+                ckpt.unlink(missing_ok=True)
             return written
 
         size_bytes = dist.on_main(write)
