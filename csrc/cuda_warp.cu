@@ -13,24 +13,50 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kChannelsPerThread = 8;
 
+// What every warp thread starts from: its pixel p (over T*H*W) of batch b, the bilinear taps
+// into both keyframes and the blend weight t of its frame.
+template <typename T>
+struct WarpPixel {
+  int64_t b, p, HW, THW;
+  dnerv::Taps<acc_t<T>> ts, te;
+  acc_t<T> w;
+};
+
+// Fills ``k`` for this thread; false for the threads past the last pixel.
+template <typename T>
+__device__ __forceinline__ bool warp_pixel(const T* flow, const T* tt, const WarpShape& d,
+                                           WarpPixel<T>& k) {
+  k.HW = d.H * d.W;
+  k.THW = d.T * k.HW;
+  k.p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k.p >= k.THW) return false;
+  k.b = blockIdx.z;
+  dnerv::warp_taps(flow + k.b * 4 * k.THW, k.THW, k.p, static_cast<int>(d.H), static_cast<int>(d.W),
+                   k.ts, k.te);
+  k.w = load(tt, k.b * d.T + k.p / k.HW);
+  return true;
+}
+
+// The channels [first, last) of this thread's group (grid y).
+__device__ __forceinline__ void channel_group(const WarpShape& d, int64_t& first, int64_t& last) {
+  first = static_cast<int64_t>(blockIdx.y) * kChannelsPerThread;
+  last = first + kChannelsPerThread < d.C ? first + kChannelsPerThread : d.C;
+}
+
 template <typename T>
 __global__ void warp_forward_kernel(const T* __restrict__ start, const T* __restrict__ end,
                                     const T* __restrict__ flow, const T* __restrict__ tt,
                                     T* __restrict__ out, WarpShape d) {
   using A = acc_t<T>;
-  const int64_t HW = d.H * d.W, THW = d.T * HW;
-  const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (p >= THW) return;
-  const int64_t b = blockIdx.z;
-  dnerv::Taps<A> ts, te;
-  dnerv::warp_taps(flow + b * 4 * THW, THW, p, static_cast<int>(d.H), static_cast<int>(d.W), ts, te);
-  const A w = load(tt, b * d.T + p / HW);
-  const int64_t c0 = static_cast<int64_t>(blockIdx.y) * kChannelsPerThread;
-  const int64_t c1 = c0 + kChannelsPerThread < d.C ? c0 + kChannelsPerThread : d.C;
+  WarpPixel<T> k;
+  if (!warp_pixel(flow, tt, d, k)) return;
+  int64_t c0, c1;
+  channel_group(d, c0, c1);
   for (int64_t c = c0; c < c1; ++c) {
-    const A vs = dnerv::bilinear_sample(start + (b * d.C + c) * HW, ts);
-    const A ve = dnerv::bilinear_sample(end + (b * d.C + c) * HW, te);
-    store(out, (b * d.C + c) * THW + p, vs + w * (ve - vs));
+    const int64_t plane = k.b * d.C + c;
+    const A vs = dnerv::bilinear_sample(start + plane * k.HW, k.ts);
+    const A ve = dnerv::bilinear_sample(end + plane * k.HW, k.te);
+    store(out, plane * k.THW + k.p, vs + k.w * (ve - vs));
   }
 }
 
@@ -49,19 +75,15 @@ __global__ void warp_backward_features_kernel(const T* __restrict__ gout, const 
                                               const T* __restrict__ tt, acc_t<T>* gstart,
                                               acc_t<T>* gend, WarpShape d) {
   using A = acc_t<T>;
-  const int64_t HW = d.H * d.W, THW = d.T * HW;
-  const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (p >= THW) return;
-  const int64_t b = blockIdx.z;
-  dnerv::Taps<A> ts, te;
-  dnerv::warp_taps(flow + b * 4 * THW, THW, p, static_cast<int>(d.H), static_cast<int>(d.W), ts, te);
-  const A w = load(tt, b * d.T + p / HW);
-  const int64_t c0 = static_cast<int64_t>(blockIdx.y) * kChannelsPerThread;
-  const int64_t c1 = c0 + kChannelsPerThread < d.C ? c0 + kChannelsPerThread : d.C;
+  WarpPixel<T> k;
+  if (!warp_pixel(flow, tt, d, k)) return;
+  int64_t c0, c1;
+  channel_group(d, c0, c1);
   for (int64_t c = c0; c < c1; ++c) {
-    const A g = load(gout, (b * d.C + c) * THW + p);
-    scatter(gstart + (b * d.C + c) * HW, ts, (A(1) - w) * g);
-    scatter(gend + (b * d.C + c) * HW, te, w * g);
+    const int64_t plane = k.b * d.C + c;
+    const A g = load(gout, plane * k.THW + k.p);
+    scatter(gstart + plane * k.HW, k.ts, (A(1) - k.w) * g);
+    scatter(gend + plane * k.HW, k.te, k.w * g);
   }
 }
 
@@ -72,31 +94,27 @@ __global__ void warp_backward_flow_kernel(const T* __restrict__ gout, const T* _
                                           const T* __restrict__ tt, acc_t<T>* __restrict__ gflow,
                                           acc_t<T>* __restrict__ gt_pix, WarpShape d) {
   using A = acc_t<T>;
-  const int64_t HW = d.H * d.W, THW = d.T * HW;
-  const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (p >= THW) return;
-  const int64_t b = blockIdx.z;
-  dnerv::Taps<A> ts, te;
-  dnerv::warp_taps(flow + b * 4 * THW, THW, p, static_cast<int>(d.H), static_cast<int>(d.W), ts, te);
-  const A w = load(tt, b * d.T + p / HW);
+  WarpPixel<T> k;
+  if (!warp_pixel(flow, tt, d, k)) return;
   A sx = 0, sy = 0, ex = 0, ey = 0, gt = 0;
   for (int64_t c = 0; c < d.C; ++c) {
-    const A g = load(gout, (b * d.C + c) * THW + p);
+    const int64_t plane = k.b * d.C + c;
+    const A g = load(gout, plane * k.THW + k.p);
     A gsx, gsy, gex, gey;
-    const A vs = dnerv::bilinear_sample_grad(start + (b * d.C + c) * HW, ts, gsx, gsy);
-    const A ve = dnerv::bilinear_sample_grad(end + (b * d.C + c) * HW, te, gex, gey);
+    const A vs = dnerv::bilinear_sample_grad(start + plane * k.HW, k.ts, gsx, gsy);
+    const A ve = dnerv::bilinear_sample_grad(end + plane * k.HW, k.te, gex, gey);
     sx += g * gsx;
     sy += g * gsy;
     ex += g * gex;
     ey += g * gey;
     gt += g * (ve - vs);
   }
-  acc_t<T>* gf = gflow + b * 4 * THW + p;
-  gf[0] = (A(1) - w) * sx;
-  gf[THW] = (A(1) - w) * sy;
-  gf[2 * THW] = w * ex;
-  gf[3 * THW] = w * ey;
-  gt_pix[b * THW + p] = gt;
+  acc_t<T>* gf = gflow + k.b * 4 * k.THW + k.p;
+  gf[0] = (A(1) - k.w) * sx;
+  gf[k.THW] = (A(1) - k.w) * sy;
+  gf[2 * k.THW] = k.w * ex;
+  gf[3 * k.THW] = k.w * ey;
+  gt_pix[k.b * k.THW + k.p] = gt;
 }
 
 dim3 warp_grid(const WarpShape& d, bool channel_groups) {

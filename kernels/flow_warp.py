@@ -119,6 +119,19 @@ def _load_flow(flow, b, t, px, py, pmask, sfb, sfc, sft, sfh, sfw):
     return f0, f1, f2, f3
 
 
+@triton.jit
+def _warp_tile(flow, tdist, C, T, H, W, sfb, sfc, sft, sfh, sfw, stb, stt,
+               BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's tile: (b, t), its pixel block, its channel block (int64 column), the
+    tile mask, the four flow components per pixel and the blend weight of frame t."""
+    b, t, offs_p, pmask, px, py = _pixel_block(tl.program_id(0), T, H, W, BLOCK_P)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask = (offs_c < C)[:, None] & pmask[None, :]
+    f0, f1, f2, f3 = _load_flow(flow, b, t, px, py, pmask, sfb, sfc, sft, sfh, sfw)
+    w = tl.load(tdist + b * stb + t * stt).to(tl.float32)
+    return b, t, offs_p, pmask, px, py, offs_c.to(tl.int64)[:, None], mask, f0, f1, f2, f3, w
+
+
 @triton.autotune(configs=_configs(), key=["C", "HW_KEY"],
                  prune_configs_by={"early_config_prune": _prune})
 @triton.jit
@@ -129,13 +142,9 @@ def _flow_warp_fwd(
     sfb, sfc, sft, sfh, sfw, stb, stt,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    b, t, offs_p, pmask, px, py = _pixel_block(tl.program_id(0), T, H, W, BLOCK_P)
-    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask = (offs_c < C)[:, None] & pmask[None, :]
-    f0, f1, f2, f3 = _load_flow(flow, b, t, px, py, pmask, sfb, sfc, sft, sfh, sfw)
-    w = tl.load(tdist + b * stb + t * stt).to(tl.float32)
+    b, t, offs_p, pmask, px, py, c64, mask, f0, f1, f2, f3, w = _warp_tile(
+        flow, tdist, C, T, H, W, sfb, sfc, sft, sfh, sfw, stb, stt, BLOCK_P, BLOCK_C)
     b64 = b.to(tl.int64)
-    c64 = offs_c.to(tl.int64)[:, None]
 
     x0, x1, y0, y1, ax, ay, _, _ = _sample_coords(px, py, f0, f1, W, H)
     v00, v01, v10, v11 = _gather4(start + b64 * ssb, c64 * ssc, x0, x1, y0, y1, ssh, ssw, mask)
@@ -196,13 +205,9 @@ def _flow_warp_bwd(
 ):
     """grad_out: contiguous [B,C,T,H,W]. Accumulates (fp32, contiguous, zeroed by the caller)
     into gstart/gend [B,C,H,W], gflow [B,4,T,H,W] and gt [B,T]."""
-    b, t, offs_p, pmask, px, py = _pixel_block(tl.program_id(0), T, H, W, BLOCK_P)
-    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask = (offs_c < C)[:, None] & pmask[None, :]
-    f0, f1, f2, f3 = _load_flow(flow, b, t, px, py, pmask, sfb, sfc, sft, sfh, sfw)
-    w = tl.load(tdist + b * stb + t * stt).to(tl.float32)
+    b, t, offs_p, pmask, px, py, c64, mask, f0, f1, f2, f3, w = _warp_tile(
+        flow, tdist, C, T, H, W, sfb, sfc, sft, sfh, sfw, stb, stt, BLOCK_P, BLOCK_C)
     b64 = b.to(tl.int64)
-    c64 = offs_c.to(tl.int64)[:, None]
     HW = H * W
     go = tl.load(grad_out + ((b64 * C + c64) * T + t) * HW + offs_p[None, :], mask=mask,
                  other=0.0).to(tl.float32)
