@@ -87,3 +87,18 @@ def test_unavailable_backend_falls_back_with_one_warning(monkeypatch):
         ops.flow_warp(start, end, flow, t)
     assert len([w for w in caught if "dnerv_fast" in str(w.message)]) <= 1
     torch.testing.assert_close(first, reference.flow_warp(start, end, flow, t))
+
+
+def test_auto_names_a_backend_that_fails_to_load_once(monkeypatch):
+    from dnerv_fast.ops import registry
+    monkeypatch.delenv(ops.ENV_VAR, raising=False)
+    monkeypatch.setitem(registry._failed, "cpu", "backend 'cpu' is unavailable: no compiler")
+    monkeypatch.setattr(registry, "_loaded", {k: v for k, v in registry._loaded.items() if k != "cpu"})
+    monkeypatch.setattr(registry, "_warned", set())
+    start, end, flow, t = flow_warp_inputs((1, 2, 3, 4, 5), seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ops.resolve("cpu")[0] == "reference"
+        ops.flow_warp(start, end, flow, t)
+    messages = [str(w.message) for w in caught if "dnerv_fast" in str(w.message)]
+    assert len(messages) == 1 and "no compiler" in messages[0] and "next backend" in messages[0]

@@ -8,8 +8,9 @@ names why one call cannot run (a dtype, say), in which case that call uses the r
 
 Choice, most specific first: ``with use_backend(name)``, ``set_backend(name)``, the
 environment variable ``DNERV_FAST_BACKEND``, else ``auto``. ``auto`` takes the first
-backend that loads from :data:`AUTO_ORDER` for the tensors' device type. A backend that
-was asked for but cannot run falls back to ``auto`` with one warning, never an error.
+backend that loads from :data:`AUTO_ORDER` for the tensors' device type, and warns once about
+each one it skips because it failed to load. A backend that was asked for but cannot run
+falls back to ``auto`` with one warning, never an error.
 """
 from __future__ import annotations
 
@@ -142,11 +143,15 @@ def use_backend(name: str) -> Iterator[None]:
 
 
 def _auto(device_type: str) -> tuple[str, ModuleType]:
+    """The first backend of AUTO_ORDER that loads; one that should run here but does not
+    (a failed build, a missing package) is named once in a warning."""
     for name in AUTO_ORDER.get(device_type, ("reference",)):
         if not BACKENDS[name].runs_on(device_type):
             continue
-        with contextlib.suppress(BackendUnavailable):
+        try:
             return name, load_backend(name)
+        except BackendUnavailable as exc:
+            _warn_once(f"auto:{name}", f"dnerv_fast: {exc}; auto uses the next backend")
     return "reference", load_backend("reference")
 
 
