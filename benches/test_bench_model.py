@@ -1,6 +1,10 @@
 """End-to-end decoding of one UVG-M clip: eager reference vs torch.compile vs fused backends.
 
 Same weights, inputs and dtype for every variant, all in one run, so the medians compare.
+Baselines: ``research_layout`` is the published code's composition (tests/composed_dnerv.py:
+Conv3d everywhere, T-fold keyframe copies for grid_sample, concatenations, permute-based
+PixelShuffle), what users ran before this package; ``eager_reference`` is this package's model
+with the plain PyTorch reference ops; ``compiled_reference`` is ``torch.compile`` of that.
 Run: ``pytest benches/test_bench_model.py --benchmark-enable --benchmark-columns=median,iqr,rounds``
 (``DNERV_BENCH_SIZE`` picks another configuration, ``DNERV_BENCH_DTYPE`` bf16/fp16).
 """
@@ -11,6 +15,7 @@ import os
 import pytest
 import torch
 
+from composed_dnerv import composed_forward
 from dnerv_fast import DNeRV, ops
 from dnerv_fast.precision import DTYPES
 from dnerv_fast.profiling.decode_speed import _clip_workload
@@ -40,6 +45,13 @@ def _run(benchmark, fn, example):
         for _ in range(2):
             call()
         benchmark.pedantic(call, rounds=5 if DEVICE.type == "cpu" else 50, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group=f"decode {SIZE} clip")
+def test_research_layout(benchmark, workload):
+    model, (embed, keys, start, end, t) = workload
+    pair = torch.stack([keys[start], keys[end]], dim=2)            # [B, 3, 2, ph, pw]
+    _run(benchmark, lambda: composed_forward(model, embed, pair, t), ())
 
 
 @pytest.mark.benchmark(group=f"decode {SIZE} clip")

@@ -65,6 +65,6 @@ def composed_forward(model, embed_input, keyframe, backward_distance):
         Co = y.shape[1]
         mix = F.conv2d(y.reshape(B, Co * T, H * s, W * s), block.tfc.weight, block.tfc.bias, groups=Co)
         out = y + mix.view_as(y)
-    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1, 1)
-    std = torch.tensor(cfg.std).view(1, 3, 1, 1, 1)
+    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1, 1).to(out)
+    std = torch.tensor(cfg.std).view(1, 3, 1, 1, 1).to(out)
     return (out * std + mean).clamp(0, 1)

@@ -158,3 +158,15 @@ def test_nerv_baseline_shapes_and_range():
     embed, _, _ = make_inputs(model.config)
     out = model(embed)
     assert out.shape == (2, 3, 8, 64, 64) and 0 <= out.min() and out.max() <= 1
+
+
+def test_pointwise_conv_of_parts_equals_conv_of_their_concatenation():
+    from dnerv_fast.model.layers import FrameConv
+    torch.manual_seed(0)
+    conv = FrameConv(7, 5)
+    a, b = torch.randn(2, 4, 3, 5, 6), torch.randn(2, 3, 3, 5, 6)
+    expected = torch.nn.functional.conv3d(torch.cat([a, b], 1), conv.weight, conv.bias)
+    torch.testing.assert_close(conv.pointwise(a, b), expected)
+    torch.testing.assert_close(conv(torch.cat([a, b], 1)), expected)
+    with pytest.raises(ValueError, match="expects 7 input channels, got 4"):
+        conv.pointwise(a)

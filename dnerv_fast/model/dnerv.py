@@ -97,7 +97,7 @@ class DNeRV(nn.Module):
                 x = self.decoder_list[i](x, fused)
             else:
                 with record_function("dnerv_fast::rgb_head"):
-                    x = self.rgb_head_layer(torch.cat([x, fused], dim=1))
+                    x = self.rgb_head_layer(x, fused)
         return (x * self.std.to(x.dtype) + self.mean.to(x.dtype)).clamp(0, 1)
 
     def _check_keyframes(self, keyframe: torch.Tensor) -> None:

@@ -27,18 +27,36 @@ class FrameConv(nn.Conv3d):
             raise ValueError(f"{type(self).__name__} expects [B, C, T, H, W], got shape {tuple(x.shape)}")
         _, k, _ = self.kernel_size
         if k == 1 and self.stride[1] == 1:
-            B, C, T, H, W = x.shape
-            flat = x.reshape(B, C, T * H * W)
-            out = torch.matmul(self.weight.view(self.out_channels, C), flat)
-            if self.bias is not None:
-                out = out + self.bias.view(1, -1, 1)
-            return out.view(B, self.out_channels, T, H, W)
+            return self.pointwise(x)
         if self.out_channels <= SKINNY_CONV_CHANNELS:
             B, C, T, H, W = x.shape
             frames = x.transpose(1, 2).reshape(B * T, C, H, W)
             out = F.conv2d(frames, self.weight[:, :, 0], self.bias, self.stride[1:], self.padding[1:])
             return out.view(B, T, *out.shape[1:]).transpose(1, 2)
         return super().forward(x)
+
+
+    def pointwise(self, *parts: torch.Tensor) -> torch.Tensor:
+        """This 1x1 conv applied to ``torch.cat(parts, dim=1)`` without building the concatenation:
+        one batched GEMM per part on its [B, C, T*H*W] view, accumulated into one output that
+        starts from the bias (no extra pass over the output for it)."""
+        B, _, T, H, W = parts[0].shape
+        weight = self.weight.view(self.out_channels, -1)
+        out = None
+        first = 0
+        for part in parts:
+            C = part.shape[1]
+            w = weight[:, first:first + C].expand(B, -1, -1)
+            flat = part.reshape(B, C, T * H * W)
+            if out is None:
+                bias = (self.bias if self.bias is not None else weight.new_zeros(self.out_channels))
+                out = torch.baddbmm(bias.view(1, -1, 1).expand(B, -1, T * H * W), w, flat)
+            else:
+                out = out.baddbmm_(w, flat)
+            first += C
+        if first != weight.shape[1]:
+            raise ValueError(f"{type(self).__name__} expects {weight.shape[1]} input channels, got {first}")
+        return out.view(B, self.out_channels, T, H, W)
 
 
 class Stem(nn.Module):
@@ -78,8 +96,10 @@ class Head(nn.Module):
         self.conv = nn.Sequential(FrameConv(in_chan, in_chan // 4), nn.GELU(),
                                   FrameConv(in_chan // 4, out_chan, 3, padding=1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+    def forward(self, *parts: torch.Tensor) -> torch.Tensor:
+        """The head of ``torch.cat(parts, dim=1)``; the concatenation is never built."""
+        squeeze, gelu, spatial = self.conv
+        return spatial(gelu(squeeze.pointwise(*parts)))
 
 
 class ToStyle(nn.Module):
