@@ -10,7 +10,6 @@ run through torchrun is compared on what does not depend on that noise: the head
 keyframes and the files left behind, and its decoded frames must stay close.
 """
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,13 +22,13 @@ import torch.multiprocessing as mp
 
 from dnerv_fast.cli import main
 from dnerv_fast.codec.bitstream import read_container
+from checkpoint_hooks import copy_checkpoint_after
 from dnerv_fast.codec.errors import CodecError
 from dnerv_fast.codec.keyframes import encode_keyframe
 from dnerv_fast.codec.pipeline import load
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.synthetic import moving_pattern
 from dnerv_fast.train import TrainSettings, prepare_video, train
-from dnerv_fast.train import trainer as trainer_module
 from dnerv_fast.train.data import keyframe_images
 from dnerv_fast.train.distributed import resolve_device, session
 from dnerv_fast.train.loss import loss_sums, reconstruction_loss
@@ -103,14 +102,7 @@ def _worker(rank: int, ports: tuple[int, int], tmp: str) -> None:
 
 def test_two_processes_train_like_one(tmp_path, monkeypatch):
     saved = tmp_path / "resume.ckpt"
-    real_save = trainer_module.save_checkpoint
-
-    def keep_first(path, model, optimizer, epoch, *rest):
-        real_save(path, model, optimizer, epoch, *rest)
-        if epoch == 1:
-            shutil.copy(path, saved)
-
-    monkeypatch.setattr(trainer_module, "save_checkpoint", keep_first)
+    copy_checkpoint_after(monkeypatch, 1, saved)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)           # like each worker; also much faster on a busy machine
     try:

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from checkpoint_hooks import copy_checkpoint_after
 from dnerv_fast.codec.errors import CheckpointError, CodecError
 from dnerv_fast.codec.keyframes import encode_keyframe
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.train import TrainSettings, prepare_video, train
-from dnerv_fast.train import trainer as trainer_module
 from dnerv_fast.train.data import ClipRef, all_clips, keyframe_images, make_batch
 from dnerv_fast.train.forward import run_batch
 from dnerv_fast.train.loss import reconstruction_loss
@@ -88,14 +88,7 @@ def test_training_learns(prepared):
 def test_resume_continues_exactly(prepared, tmp_path, monkeypatch):
     settings = TrainSettings(epochs=3, batch_size=1)
     ckpt, saved = tmp_path / "run.ckpt", tmp_path / "after1.ckpt"
-    real_save = trainer_module.save_checkpoint
-
-    def save_and_keep_first(path, model, optimizer, epoch, *rest):
-        real_save(path, model, optimizer, epoch, *rest)
-        if epoch == 1:
-            shutil.copy(path, saved)
-
-    monkeypatch.setattr(trainer_module, "save_checkpoint", save_and_keep_first)
+    copy_checkpoint_after(monkeypatch, 1, saved)
     torch.manual_seed(1)
     straight = DNeRV.from_config("tiny")
     h1 = train(straight, [prepared], settings, checkpoint=ckpt, checkpoint_every=1, progress=False)
