@@ -11,6 +11,10 @@ from pathlib import Path
 
 from dnerv_fast.codec.atomic import atomic_dir
 
+# The paper's 5e-4 is tuned for 1600 epochs; a 40-epoch demo on a tiny model learns far more
+# with 10x that (measured on the demo clip: 20.7 dB at 5e-4, 23.9 dB at 5e-3).
+DEMO_LR = 5e-3
+
 
 def run(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.evaluate import evaluate
@@ -27,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"1/4 wrote a generated {video.width}x{video.height} clip of {video.num_frames} frames: "
               f"{shown / 'demo.mp4'}")
         result = encode([tmp / "demo.mp4"], tmp / "demo.dnerv", size="tiny", epochs=args.epochs,
-                        batch_size=4, keyframe_codec="webp", keyframe_quality=90, progress=not args.quiet)
+                        batch_size=4, lr=DEMO_LR, keyframe_codec="webp", keyframe_quality=90, progress=not args.quiet)
         print(f"2/4 encoded {shown / 'demo.dnerv'}: {result.file_bytes} bytes, {result.bpp:.4f} bpp "
               f"({result.section_bytes['weights']} bytes of weights for "
               f"{result.header['parameters']} parameters)")
