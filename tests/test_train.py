@@ -1,7 +1,6 @@
 """Training pieces: schedule, masked loss, batching with shared keyframes, resumable loop."""
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,20 +13,12 @@ from dnerv_fast.train.data import ClipRef, all_clips, keyframe_images, make_batc
 from dnerv_fast.train.forward import run_batch
 from dnerv_fast.train.loss import reconstruction_loss
 from dnerv_fast.train.schedule import learning_rate
-from dnerv_fast.video_io import Video
-
-
-def synthetic(frames=9, h=64, w=64):
-    """A smooth moving pattern, so the tiny model can learn something in a few steps."""
-    y, x = np.mgrid[0:h, 0:w]
-    clip = [np.stack([128 + 100 * np.sin((x + 3 * t) / 9), 128 + 100 * np.cos((y - 2 * t) / 11),
-                      128 + 60 * np.sin((x + y + t) / 13)], -1) for t in range(frames)]
-    return Video("synthetic", np.stack(clip).round().astype(np.uint8), 25.0)
+from dnerv_fast.synthetic import moving_pattern
 
 
 @pytest.fixture(scope="module")
 def prepared():
-    video, config = synthetic(), DNeRV.from_config("tiny").config
+    video, config = moving_pattern(9, 64, 64), DNeRV.from_config("tiny").config
     keys = [encode_keyframe(f, "png")[0] for f in keyframe_images(video, config)]
     return prepare_video(video, config, "png", keys)
 
