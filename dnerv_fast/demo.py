@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from dnerv_fast.synthetic import moving_pattern
     from dnerv_fast.video_io import write_video
 
+    if args.frames < 2:
+        raise ValueError(f"--frames must be at least 2, got {args.frames}")
     start = time.perf_counter()
     with atomic_dir(args.workdir, args.overwrite) as tmp:  # the folder appears only when complete
         shown = Path(args.workdir)
@@ -31,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"1/4 wrote a generated {video.width}x{video.height} clip of {video.num_frames} frames: "
               f"{shown / 'demo.mp4'}")
         result = encode([tmp / "demo.mp4"], tmp / "demo.dnerv", size="tiny", epochs=args.epochs,
-                        batch_size=4, lr=DEMO_LR, keyframe_codec="webp", keyframe_quality=90, progress=not args.quiet)
+                        batch_size=4, lr=DEMO_LR, keyframe_codec="webp", keyframe_quality=90,
+                        progress=not args.quiet)
         print(f"2/4 encoded {shown / 'demo.dnerv'}: {result.file_bytes} bytes, {result.bpp:.4f} bpp "
               f"({result.section_bytes['weights']} bytes of weights for "
               f"{result.header['parameters']} parameters)")
