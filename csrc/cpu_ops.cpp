@@ -223,18 +223,13 @@ std::vector<at::Tensor> flow_warp_backward(const at::Tensor& gout, const at::Ten
 
 constexpr int64_t kSafPixels = 512;    // pixels per tile
 constexpr int64_t kSafChannels = 128;  // output channels per tile
+constexpr int64_t kSafTranspose = 16;  // pixels per block of the channels-last transpose
 
-// out[r, i] = sum_k weight[row0 + r, k] * fused_tile[k, i] into a caller-owned buffer.
-void style_tile(const at::Tensor& weight, int64_t row0, int64_t m, const at::Tensor& fused_tile,
-                at::Tensor& out) {
-  auto dst = out.narrow(0, 0, m);
-  at::mm_out(dst, weight.narrow(0, row0, m), fused_tile);
-}
-
-// Float and double only (the Python wrapper runs half types in float32).
+// Float and double only (the Python wrapper runs half types in float32). The output is
+// written contiguous, or channels-last ([B, T, H, W, C] in memory) when channels_last is set.
 template <typename T>
 void saf_impl(const at::Tensor& x_t, const at::Tensor& fused_t, const at::Tensor& weight,
-              const T* bias, at::Tensor& out_t, bool with_beta) {
+              const T* bias, at::Tensor& out_t, bool with_beta, bool channels_last) {
   const int64_t B = x_t.size(0), C = x_t.size(1), K = fused_t.size(1);
   const int64_t P = x_t.numel() / std::max<int64_t>(B * C, 1);
   const T* x = x_t.data_ptr<T>();
@@ -248,24 +243,36 @@ void saf_impl(const at::Tensor& x_t, const at::Tensor& fused_t, const at::Tensor
       const int64_t b = task / tiles, p0 = (task % tiles) * kSafPixels;
       const int64_t n = std::min(kSafPixels, P - p0);
       const auto f = fused.select(0, b).narrow(1, p0, n);
-      auto gamma = gamma_buf.narrow(0, 0, kSafChannels * n).view({kSafChannels, n});
-      auto beta = beta_buf.narrow(0, 0, kSafChannels * n).view({kSafChannels, n});
       for (int64_t c0 = 0; c0 < C; c0 += kSafChannels) {
         const int64_t m = std::min(kSafChannels, C - c0);
-        style_tile(weight, c0, m, f, gamma);
-        if (with_beta) style_tile(weight, C + c0, m, f, beta);
+        auto gamma = gamma_buf.narrow(0, 0, m * n).view({m, n});
+        auto beta = beta_buf.narrow(0, 0, m * n).view({m, n});
+        at::mm_out(gamma, weight.narrow(0, c0, m), f);
+        if (with_beta) at::mm_out(beta, weight.narrow(0, C + c0, m), f);
+        // Channels-last output: the tile is finished in place in the gamma buffer, then
+        // transposed out, so each output pixel's channels are written in one run.
+        T* dst = channels_last ? gamma.data_ptr<T>() : out + (b * C + c0) * P + p0;
+        const int64_t ld = channels_last ? n : P;
         for (int64_t r = 0; r < m; ++r) {
           const int64_t c = c0 + r;
           const T bg = bias ? bias[c] : T(0);
           const T bb = (bias && with_beta) ? bias[C + c] : T(0);
           const T* xi = x + (b * C + c) * P + p0;
-          T* o = out + (b * C + c) * P + p0;
           const T* g = gamma.data_ptr<T>() + r * n;
+          T* o = dst + r * ld;
           if (with_beta) {
             const T* be = beta.data_ptr<T>() + r * n;
             for (int64_t i = 0; i < n; ++i) o[i] = xi[i] * (T(1) + g[i] + bg) + be[i] + bb;
           } else {
             for (int64_t i = 0; i < n; ++i) o[i] = xi[i] * (T(1) + g[i] + bg);
+          }
+        }
+        if (channels_last) {
+          for (int64_t i0 = 0; i0 < n; i0 += kSafTranspose) {
+            const int64_t nb = std::min(kSafTranspose, n - i0);
+            T* o = out + (b * P + p0 + i0) * C + c0;
+            for (int64_t r = 0; r < m; ++r)
+              for (int64_t k = 0; k < nb; ++k) o[k * C + r] = dst[r * n + i0 + k];
           }
         }
       }
@@ -274,17 +281,20 @@ void saf_impl(const at::Tensor& x_t, const at::Tensor& fused_t, const at::Tensor
 }
 
 // with_beta: weight [2C, K], bias [2C]; else only the gamma half is used: x * (1 + gamma),
-// which is also the gradient wrt x given grad_out as x.
+// which is also the gradient wrt x given grad_out as x. channels_last: return the output in
+// channels_last_3d memory format (same values), the layout oneDNN's 3x3 conv is fastest in.
 at::Tensor saf_forward(const at::Tensor& x, const at::Tensor& fused, const at::Tensor& weight,
-                       const c10::optional<at::Tensor>& bias, bool with_beta) {
+                       const c10::optional<at::Tensor>& bias, bool with_beta, bool channels_last) {
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "saf_forward: float32/float64 only");
-  auto out = at::empty_like(x);
+  TORCH_CHECK(!channels_last || x.dim() == 5, "saf_forward: channels_last needs [B, C, T, H, W]");
+  auto out = at::empty_like(
+      x, channels_last ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "saf_forward", [&] {
     const scalar_t* bptr = bias.has_value() && bias->defined() ? bias->data_ptr<scalar_t>() : nullptr;
     // Detached: OpenMP workers do not inherit the caller's no-grad mode, and mm_out refuses
     // tensors that require grad.
-    saf_impl<scalar_t>(x, fused.detach(), weight.detach(), bptr, out, with_beta);
+    saf_impl<scalar_t>(x, fused.detach(), weight.detach(), bptr, out, with_beta, channels_last);
   });
   return out;
 }
@@ -297,22 +307,31 @@ at::Tensor saf_forward(const at::Tensor& x, const at::Tensor& fused, const at::T
 
 struct TailDims {
   int64_t B, C, T, H, W, s;
+  // Element strides of y's channel, frame, row and column: y is contiguous [B, C*s*s, T, H, W]
+  // or channels_last_3d ([B, T, H, W, C*s*s] in memory); its batch stride is numel / B.
+  int64_t sc, st, sh, sw;
   int64_t in_plane() const { return H * W; }
   int64_t out_plane() const { return H * s * W * s; }
+  int64_t in_batch() const { return C * s * s * T * H * W; }
+  bool channels_last() const { return sc == 1 && C * s * s > 1; }
 };
 
 // pre[t][j][w] = y[b, shuffle(c,i,j), t, h, w] + bias  (as A), for one output row i.
 template <typename T, typename A>
 void gather_row(const T* y, const T* conv_bias, const TailDims& d, int64_t b, int64_t c, int64_t h,
                 int i, A* pre) {
-  const int64_t CSS = d.C * d.s * d.s, W = d.W;
+  const int64_t W = d.W, sw = d.sw;
   for (int64_t t = 0; t < d.T; ++t)
     for (int j = 0; j < d.s; ++j) {
       const int64_t ch = dnerv::shuffle_in_channel(c, i, j, static_cast<int>(d.s));
-      const T* src = y + ((b * CSS + ch) * d.T + t) * d.in_plane() + h * W;
+      const T* src = y + b * d.in_batch() + ch * d.sc + t * d.st + h * d.sh;
       const A bias = conv_bias ? static_cast<A>(conv_bias[ch]) : A(0);
       A* dst = pre + (t * d.s + j) * W;
-      for (int64_t w = 0; w < W; ++w) dst[w] = static_cast<A>(src[w]) + bias;
+      if (sw == 1) {
+        for (int64_t w = 0; w < W; ++w) dst[w] = static_cast<A>(src[w]) + bias;
+      } else {
+        for (int64_t w = 0; w < W; ++w) dst[w] = static_cast<A>(src[w * sw]) + bias;
+      }
     }
 }
 
@@ -321,22 +340,27 @@ void tail_forward_impl(const T* y, const T* conv_bias, const T* weight, const T*
                        const TailDims& d) {
   using A = acc_t<T>;
   const int64_t row = d.s * d.W;  // one output row, de-interleaved as [j][w]
+  // Channels-last input: neighbouring channels share cache lines, so c varies fastest
+  // across tasks and each line of y is read from memory once.
+  const bool c_fastest = d.channels_last();
   at::parallel_for(0, d.B * d.C * d.H, 1, [&](int64_t begin, int64_t stop) {
-    std::vector<A> g(d.T * row), mix(row);
+    std::vector<A> rows(d.T * row), mix(row);
     for (int64_t task = begin; task < stop; ++task) {
-      const int64_t h = task % d.H, c = (task / d.H) % d.C, b = task / (d.H * d.C);
+      const int64_t b = task / (d.H * d.C), rest = task % (d.H * d.C);
+      const int64_t c = c_fastest ? rest % d.C : rest / d.H, h = c_fastest ? rest / d.C : rest % d.H;
       const T* wc = weight + c * d.T * d.T;
       for (int i = 0; i < d.s; ++i) {
-        gather_row(y, conv_bias, d, b, c, h, i, g.data());
+        A* g = rows.data();
+        gather_row(y, conv_bias, d, b, c, h, i, g);
         for (int64_t k = 0; k < d.T * row; ++k) g[k] = dnerv::gelu(g[k]);
         const int64_t oy = h * d.s + i;
         for (int64_t tp = 0; tp < d.T; ++tp) {
           const A bt = tfc_bias ? static_cast<A>(tfc_bias[c * d.T + tp]) : A(0);
-          const A* gt = g.data() + tp * row;
+          const A* gt = g + tp * row;
           for (int64_t k = 0; k < row; ++k) mix[k] = gt[k] + bt;
           for (int64_t t = 0; t < d.T; ++t) {
             const A wv = static_cast<A>(wc[tp * d.T + t]);
-            const A* src = g.data() + t * row;
+            const A* src = g + t * row;
             for (int64_t k = 0; k < row; ++k) mix[k] += wv * src[k];
           }
           T* o = out + ((b * d.C + c) * d.T + tp) * d.out_plane() + oy * d.W * d.s;
@@ -426,8 +450,12 @@ void tail_backward_impl(const T* gout, const T* y, const T* conv_bias, const T* 
   });
 }
 
+// y: contiguous or channels_last_3d.
 TailDims tail_dims(const at::Tensor& y, int64_t s) {
-  return {y.size(0), y.size(1) / (s * s), y.size(2), y.size(3), y.size(4), s};
+  TORCH_CHECK(y.is_contiguous() || y.is_contiguous(at::MemoryFormat::ChannelsLast3d),
+              "upsample_tail: y must be contiguous or channels_last_3d");
+  return {y.size(0), y.size(1) / (s * s), y.size(2), y.size(3), y.size(4), s,
+          y.stride(1), y.stride(2), y.stride(3), y.stride(4)};
 }
 
 template <typename T> const T* opt_ptr(const c10::optional<at::Tensor>& t) {
@@ -453,7 +481,7 @@ std::vector<at::Tensor> upsample_tail_backward(const at::Tensor& gout, const at:
                                                const at::Tensor& weight) {
   const TailDims d = tail_dims(y, s);
   const auto acc_opts = y.options().dtype(acc_scalar_type(y.scalar_type()));
-  auto gy = at::empty_like(y);
+  auto gy = at::empty_like(y, at::MemoryFormat::Contiguous);
   auto gbc = at::zeros({d.C * s * s}, acc_opts);
   auto gw = at::zeros({d.C * d.T, d.T}, acc_opts);
   auto gbt = at::zeros({d.C * d.T}, acc_opts);

@@ -77,7 +77,8 @@ std::vector<at::Tensor> flow_warp_backward(const at::Tensor& gout, const at::Ten
 }
 
 at::Tensor saf_forward(const at::Tensor& x, const at::Tensor& fused, const at::Tensor& weight,
-                       const c10::optional<at::Tensor>& bias, bool with_beta) {
+                       const c10::optional<at::Tensor>& bias, bool with_beta, bool channels_last) {
+  TORCH_CHECK(!channels_last, "dnerv_fast cuda saf_forward: writes contiguous output only");
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t B = x.size(0), C = x.size(1), K = fused.size(1);
   const int64_t P = B * C == 0 ? 0 : x.numel() / (B * C);

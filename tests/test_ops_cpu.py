@@ -108,6 +108,31 @@ def test_saf_modulate_no_bias_many_channels(dtype):
     assert_parity(cpu.saf_modulate, reference.saf_modulate, [x, fused, weight, None], dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=_ids(DTYPES))
+@pytest.mark.parametrize("shape", [(2, 5, 3, 33, 37, 6), (1, 130, 2, 32, 32, 8)], ids=str)
+def test_saf_modulate_channels_last_output(shape, dtype):
+    """Frames of >= CHANNELS_LAST_MIN_PIXELS come back channels_last_3d with the same values
+    (odd sizes: partial pixel tiles; 130 channels: a partial channel tile). Gradients are
+    compared in float64 only: the weight gradient sums thousands of terms here, beyond the
+    small-size float32 tolerance."""
+    H, W = shape[3:5]
+    assert H * W >= cpu.CHANNELS_LAST_MIN_PIXELS
+    inputs = saf_inputs(shape, seed=RANDOM_SEED)
+    out = cpu.saf_modulate(*[v.to(dtype) for v in inputs])
+    assert out.is_contiguous(memory_format=torch.channels_last_3d) and not out.is_contiguous()
+    assert_parity(cpu.saf_modulate, reference.saf_modulate, inputs, dtype, backward=dtype == torch.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=_ids(DTYPES))
+@pytest.mark.parametrize("shape", [(2, 5, 3, 7, 9, 2), (1, 3, 8, 4, 5, 3), (1, 1, 2, 3, 4, 1)], ids=str)
+def test_upsample_tail_channels_last_input(shape, dtype):
+    """y in channels_last_3d (what the 3x3 conv gives after a channels-last saf_modulate) is
+    read in place, forward and backward."""
+    (y, cb, tw, tb), s = tail_inputs(shape, seed=RANDOM_SEED)
+    y = y.contiguous(memory_format=torch.channels_last_3d)
+    assert_parity(cpu.upsample_tail, reference.upsample_tail, [y, cb, s, tw, tb], dtype)
+
+
 @pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed{s}")
 @pytest.mark.parametrize("dtype", DTYPES, ids=_ids(DTYPES))
 @pytest.mark.parametrize("shape", TAIL_SHAPES, ids=str)

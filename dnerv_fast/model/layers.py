@@ -30,11 +30,13 @@ class FrameConv(nn.Conv3d):
             return self.pointwise(x)
         if self.out_channels <= SKINNY_CONV_CHANNELS:
             B, C, T, H, W = x.shape
-            frames = x.transpose(1, 2).reshape(B * T, C, H, W)
-            out = F.conv2d(frames, self.weight[:, :, 0], self.bias, self.stride[1:], self.padding[1:])
+            out = self.frames(x.transpose(1, 2).reshape(B * T, C, H, W))
             return out.view(B, T, *out.shape[1:]).transpose(1, 2)
         return super().forward(x)
 
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """This conv on a batch of frames [N, C, H, W] (conv2d; keeps channels-last input so)."""
+        return F.conv2d(x, self.weight[:, :, 0], self.bias, self.stride[1:], self.padding[1:])
 
     def pointwise(self, *parts: torch.Tensor) -> torch.Tensor:
         """This 1x1 conv applied to ``torch.cat(parts, dim=1)`` without building the concatenation:
@@ -72,7 +74,12 @@ class Stem(nn.Module):
 
 
 class ContentEncoder(nn.Module):
-    """Keyframes [B, 3, K, H, W] -> feature pyramid, coarsest first, raw input last."""
+    """Keyframes [B, 3, K, H, W] -> feature pyramid, coarsest first, raw input last.
+
+    Keyframes are independent images, so the convs run as conv2d on the B*K frames. On CPU
+    the frames are channels-last, where oneDNN runs these convs fastest (UVG-M, two 256x320
+    keyframes, 2 cores: 95 -> 60 ms); the feature levels then come out channels_last_3d.
+    """
 
     def __init__(self, strides: tuple[int, ...], dim: int = 64) -> None:
         super().__init__()
@@ -80,12 +87,17 @@ class ContentEncoder(nn.Module):
         self.body = nn.ModuleList(nn.Sequential(FrameConv(dim, dim, s, stride=s), nn.GELU()) for s in strides)
 
     def forward(self, keyframes: torch.Tensor) -> list[torch.Tensor]:
-        levels = [keyframes]
-        x = self.head(keyframes)
-        for stage in self.body:
-            x = stage(x)
-            levels.append(x)
-        return levels[::-1]
+        B, C, K, H, W = keyframes.shape
+        x = keyframes.transpose(1, 2).reshape(B * K, C, H, W)
+        if x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        conv, gelu = self.head
+        x = gelu(conv.frames(x))
+        levels = []
+        for conv, gelu in self.body:
+            x = gelu(conv.frames(x))
+            levels.append(x.view(B, K, *x.shape[1:]).transpose(1, 2))
+        return levels[::-1] + [keyframes]
 
 
 class Head(nn.Module):

@@ -44,11 +44,11 @@ class SafModulate(torch.autograd.Function):
     gradients from torch matmuls on grad_style = [grad_out * x; grad_out]."""
 
     @staticmethod
-    def forward(ctx, ext: ModuleType, x, fused, weight, bias):
+    def forward(ctx, ext: ModuleType, x, fused, weight, bias, channels_last: bool = False):
         x, fused, weight, bias = x.contiguous(), fused.contiguous(), weight.contiguous(), _opt(bias)
         ctx.ext = ext
         ctx.save_for_backward(x, fused, weight, bias)
-        return ext.saf_forward(x, fused, weight, bias, True)
+        return ext.saf_forward(x, fused, weight, bias, True, channels_last)
 
     @staticmethod
     @once_differentiable
@@ -60,7 +60,7 @@ class SafModulate(torch.autograd.Function):
         grad_x = grad_f = grad_w = grad_b = None
         if need[0]:
             bias_g = bias[:C].contiguous() if bias is not None else None
-            grad_x = ctx.ext.saf_forward(grad_out, fused, weight[:C].contiguous(), bias_g, False)
+            grad_x = ctx.ext.saf_forward(grad_out, fused, weight[:C].contiguous(), bias_g, False, False)
         if need[1] or need[2] or need[3]:
             grad_style = torch.cat([grad_out * x, grad_out], dim=1).reshape(B, 2 * C, -1)
             if need[1]:
@@ -69,15 +69,21 @@ class SafModulate(torch.autograd.Function):
                 grad_w = torch.einsum("bop,bkp->ok", grad_style, fused.reshape(B, fused.shape[1], -1))
             if need[3]:
                 grad_b = grad_style.sum(dim=(0, 2))
-        return None, grad_x, grad_f, grad_w, grad_b
+        return None, grad_x, grad_f, grad_w, grad_b, None
 
 
 class UpsampleTail(torch.autograd.Function):
-    """Backward recomputes GELU(PixelShuffle(y + b)) from y instead of storing it."""
+    """Backward recomputes GELU(PixelShuffle(y + b)) from y instead of storing it.
+
+    ``reads_channels_last``: the extension takes y in channels_last_3d as it is (no copy).
+    """
 
     @staticmethod
-    def forward(ctx, ext: ModuleType, y, conv_bias, scale: int, tfc_weight, tfc_bias):
-        y, conv_bias, tfc_weight, tfc_bias = y.contiguous(), _opt(conv_bias), tfc_weight.contiguous(), _opt(tfc_bias)
+    def forward(ctx, ext: ModuleType, y, conv_bias, scale: int, tfc_weight, tfc_bias,
+                reads_channels_last: bool = False):
+        if not (reads_channels_last and y.is_contiguous(memory_format=torch.channels_last_3d)):
+            y = y.contiguous()
+        conv_bias, tfc_weight, tfc_bias = _opt(conv_bias), tfc_weight.contiguous(), _opt(tfc_bias)
         ctx.ext, ctx.scale = ext, scale
         ctx.save_for_backward(y, conv_bias, tfc_weight)
         return ext.upsample_tail_forward(y, conv_bias, scale, tfc_weight, tfc_bias)
@@ -89,7 +95,8 @@ class UpsampleTail(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         gy, gbc, gw, gbt = ctx.ext.upsample_tail_backward(grad_out.contiguous(), y, conv_bias, ctx.scale,
                                                           tfc_weight)
-        return None, _keep(need[0], gy), _keep(need[1], gbc), None, _keep(need[3], gw), _keep(need[4], gbt)
+        return (None, _keep(need[0], gy), _keep(need[1], gbc), None, _keep(need[3], gw), _keep(need[4], gbt),
+                None)
 
 
 def mixed_dtypes(args) -> str | None:

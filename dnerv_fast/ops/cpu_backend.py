@@ -13,6 +13,12 @@ from ._jit import cpu_extension
 
 _HALF = (torch.float16, torch.bfloat16)
 
+# saf_modulate writes frames of at least this many pixels channels-last (channels_last_3d,
+# same values): the 3x3 conv that follows runs in oneDNN's fastest layout, and upsample_tail
+# reads that layout directly. Measured for UVG-M (fp32, 2 cores): 32x40 maps 78 -> 73 ms,
+# 64x80 108 -> 86 ms, 128x160 179 -> 113 ms; 16x20 and smaller gain nothing.
+CHANNELS_LAST_MIN_PIXELS = 1024
+
 
 def load() -> None:
     """Build (first use) and import the extension; raises if it cannot be built here."""
@@ -30,12 +36,14 @@ def flow_warp(start: torch.Tensor, end: torch.Tensor, flow: torch.Tensor, t: tor
 
 def saf_modulate(x: torch.Tensor, fused: torch.Tensor, weight: torch.Tensor,
                  bias: torch.Tensor | None) -> torch.Tensor:
+    channels_last = x.shape[-2] * x.shape[-1] >= CHANNELS_LAST_MIN_PIXELS
     if x.dtype in _HALF:  # the tiled GEMM runs on float32 / float64 only
         bias32 = bias.float() if bias is not None else None
-        return SafModulate.apply(cpu_extension(), x.float(), fused.float(), weight.float(), bias32).to(x.dtype)
-    return SafModulate.apply(cpu_extension(), x, fused, weight, bias)
+        out = SafModulate.apply(cpu_extension(), x.float(), fused.float(), weight.float(), bias32, channels_last)
+        return out.to(x.dtype)
+    return SafModulate.apply(cpu_extension(), x, fused, weight, bias, channels_last)
 
 
 def upsample_tail(y: torch.Tensor, conv_bias: torch.Tensor | None, scale: int,
                   tfc_weight: torch.Tensor, tfc_bias: torch.Tensor | None) -> torch.Tensor:
-    return UpsampleTail.apply(cpu_extension(), y, conv_bias, scale, tfc_weight, tfc_bias)
+    return UpsampleTail.apply(cpu_extension(), y, conv_bias, scale, tfc_weight, tfc_bias, True)
