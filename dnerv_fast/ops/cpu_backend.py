@@ -13,10 +13,12 @@ from ._jit import cpu_extension
 
 _HALF = (torch.float16, torch.bfloat16)
 
-# saf_modulate writes frames of at least this many pixels channels-last (channels_last_3d,
-# same values): the 3x3 conv that follows runs in oneDNN's fastest layout, and upsample_tail
-# reads that layout directly. Measured for UVG-M (fp32, 2 cores): 32x40 maps 78 -> 73 ms,
-# 64x80 108 -> 86 ms, 128x160 179 -> 113 ms; 16x20 and smaller gain nothing.
+# When no autograd graph is being built (decoding), saf_modulate writes frames of at least
+# this many pixels channels-last (channels_last_3d, same values): the 3x3 conv that follows
+# runs in oneDNN's fastest layout, and upsample_tail reads that layout in place. Measured for
+# UVG-M's block convs (fp32, 2 cores): 32x40 maps 78 -> 73 ms, 64x80 108 -> 86 ms, 128x160
+# 179 -> 113 ms; 16x20 and smaller gain nothing. Training keeps the contiguous layout: its
+# backward passes gained nothing from it.
 CHANNELS_LAST_MIN_PIXELS = 1024
 
 
@@ -36,7 +38,9 @@ def flow_warp(start: torch.Tensor, end: torch.Tensor, flow: torch.Tensor, t: tor
 
 def saf_modulate(x: torch.Tensor, fused: torch.Tensor, weight: torch.Tensor,
                  bias: torch.Tensor | None) -> torch.Tensor:
-    channels_last = x.shape[-2] * x.shape[-1] >= CHANNELS_LAST_MIN_PIXELS
+    builds_graph = torch.is_grad_enabled() and any(
+        v is not None and v.requires_grad for v in (x, fused, weight, bias))
+    channels_last = not builds_graph and x.shape[-2] * x.shape[-1] >= CHANNELS_LAST_MIN_PIXELS
     if x.dtype in _HALF:  # the tiled GEMM runs on float32 / float64 only
         bias32 = bias.float() if bias is not None else None
         out = SafModulate.apply(cpu_extension(), x.float(), fused.float(), weight.float(), bias32, channels_last)
