@@ -335,6 +335,42 @@ void gather_row(const T* y, const T* conv_bias, const TailDims& d, int64_t b, in
     }
 }
 
+// gather_row for channels-last y and s = 2: sub-columns j = 0, 1 are adjacent channels, read
+// as one pair per pixel.
+template <typename T, typename A>
+void gather_row_pairs(const T* y, const T* conv_bias, const TailDims& d, int64_t b, int64_t c,
+                      int64_t h, int i, A* pre) {
+  const int64_t W = d.W, sw = d.sw;
+  const int64_t ch = dnerv::shuffle_in_channel(c, i, 0, 2);
+  const A b0 = conv_bias ? static_cast<A>(conv_bias[ch]) : A(0);
+  const A b1 = conv_bias ? static_cast<A>(conv_bias[ch + 1]) : A(0);
+  for (int64_t t = 0; t < d.T; ++t) {
+    const T* src = y + b * d.in_batch() + ch + t * d.st + h * d.sh;
+    A* even = pre + 2 * t * W;
+    A* odd = even + W;
+    for (int64_t w = 0; w < W; ++w) {
+      even[w] = static_cast<A>(src[w * sw]) + b0;
+      odd[w] = static_cast<A>(src[w * sw + 1]) + b1;
+    }
+  }
+}
+
+// o[w * s + j] = row[j * W + w]: the s de-interleaved sub-columns of an output row, woven
+// back. s = 2 (every D-NeRV stage but the first) has its own loop, which vectorises.
+template <typename A, typename T> void interleave_row(const A* row, int64_t s, int64_t W, T* o) {
+  if (s == 2) {
+    const A* even = row;
+    const A* odd = row + W;
+    for (int64_t w = 0; w < W; ++w) {
+      o[2 * w] = static_cast<T>(even[w]);
+      o[2 * w + 1] = static_cast<T>(odd[w]);
+    }
+    return;
+  }
+  for (int64_t j = 0; j < s; ++j)
+    for (int64_t w = 0; w < W; ++w) o[w * s + j] = static_cast<T>(row[j * W + w]);
+}
+
 template <typename T>
 void tail_forward_impl(const T* y, const T* conv_bias, const T* weight, const T* tfc_bias, T* out,
                        const TailDims& d) {
@@ -351,7 +387,11 @@ void tail_forward_impl(const T* y, const T* conv_bias, const T* weight, const T*
       const T* wc = weight + c * d.T * d.T;
       for (int i = 0; i < d.s; ++i) {
         A* g = rows.data();
-        gather_row(y, conv_bias, d, b, c, h, i, g);
+        if (c_fastest && d.s == 2) {
+          gather_row_pairs(y, conv_bias, d, b, c, h, i, g);
+        } else {
+          gather_row(y, conv_bias, d, b, c, h, i, g);
+        }
         for (int64_t k = 0; k < d.T * row; ++k) g[k] = dnerv::gelu(g[k]);
         const int64_t oy = h * d.s + i;
         for (int64_t tp = 0; tp < d.T; ++tp) {
@@ -364,8 +404,7 @@ void tail_forward_impl(const T* y, const T* conv_bias, const T* weight, const T*
             for (int64_t k = 0; k < row; ++k) mix[k] += wv * src[k];
           }
           T* o = out + ((b * d.C + c) * d.T + tp) * d.out_plane() + oy * d.W * d.s;
-          for (int64_t j = 0; j < d.s; ++j)
-            for (int64_t w = 0; w < d.W; ++w) o[w * d.s + j] = static_cast<T>(mix[j * d.W + w]);
+          interleave_row(mix.data(), d.s, d.W, o);
         }
       }
     }

@@ -37,7 +37,9 @@ def saf_modulate(x: torch.Tensor, fused: torch.Tensor, weight: torch.Tensor,
     """``x * (1 + gamma) + beta`` where [gamma; beta] = 1x1 conv of ``fused``.
 
     x: [B, C, T, H, W]; fused: [B, K, T, H, W]; weight: [2C, K] (a [2C, K, 1, 1, 1] conv
-    weight is accepted); bias: [2C] or None.
+    weight is accepted); bias: [2C] or None. The result may be in channels_last_3d memory
+    format (the ``cpu`` backend writes large maps so when no autograd graph is built, for the
+    conv that follows); its values do not depend on the layout.
     """
     if isinstance(weight, torch.Tensor) and weight.dim() > 2:
         weight = weight.reshape(weight.shape[0], -1)
@@ -49,7 +51,8 @@ def upsample_tail(y: torch.Tensor, conv_bias: torch.Tensor | None, scale: int,
                   tfc_weight: torch.Tensor, tfc_bias: torch.Tensor | None = None) -> torch.Tensor:
     """+bias, PixelShuffle(scale), exact GELU, then GTMLP with residual -> [B, C, T, H*s, W*s].
 
-    y: [B, C*s*s, T, H, W] (output of the bias-free 3x3 conv); tfc_weight: [C*T, T] (a
+    y: [B, C*s*s, T, H, W] (output of the bias-free 3x3 conv; the ``cpu`` backend reads a
+    channels_last_3d y in place, the others copy it); tfc_weight: [C*T, T] (a
     [C*T, T, 1, 1] Conv2d weight is accepted); tfc_bias: [C*T] or None.
     """
     if isinstance(tfc_weight, torch.Tensor) and tfc_weight.dim() > 2:
