@@ -21,6 +21,8 @@ using dnerv::Taps;
 // Pixels (over T*H*W) handled per task: the taps of a chunk stay in L1 while every channel
 // reuses them.
 constexpr int64_t kWarpChunk = 512;
+// Pixels per transposed block of the channels-last forward.
+constexpr int64_t kWarpBlock = 16;
 
 at::ScalarType acc_scalar_type(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
@@ -70,6 +72,48 @@ void warp_forward_impl(const T* start, const T* end, const T* flow, const T* tt,
           const A vs = dnerv::bilinear_sample(s, ts[i]);
           const A ve = dnerv::bilinear_sample(e, te[i]);
           o[i] = static_cast<T>(vs + wt[i] * (ve - vs));
+        }
+      }
+    }
+  });
+}
+
+// Features in channels-last memory ([B, H, W, C], what the CPU keyframe encoder gives): the C
+// values of each tap are contiguous, so the blend vectorises over channels. Results go through
+// an L1 block of kWarpBlock pixels and are written out as runs of pixels per channel.
+template <typename T>
+void warp_forward_channels_last(const T* start, const T* end, const T* flow, const T* tt, T* out,
+                                const WarpDims& d) {
+  using A = acc_t<T>;
+  const int64_t THW = d.THW(), HW = d.HW(), C = d.C;
+  const int64_t chunks = (THW + kWarpChunk - 1) / kWarpChunk;
+  at::parallel_for(0, d.B * chunks, 1, [&](int64_t begin, int64_t stop) {
+    std::vector<Taps<A>> ts(kWarpChunk), te(kWarpChunk);
+    std::vector<A> wt(kWarpChunk), block(kWarpBlock * C);
+    for (int64_t task = begin; task < stop; ++task) {
+      const int64_t b = task / chunks, p0 = (task % chunks) * kWarpChunk;
+      const int64_t n = std::min(kWarpChunk, THW - p0);
+      chunk_taps(flow, tt, d, b, p0, n, ts.data(), te.data(), wt.data());
+      const T* sb = start + b * HW * C;
+      const T* eb = end + b * HW * C;
+      for (int64_t i0 = 0; i0 < n; i0 += kWarpBlock) {
+        const int64_t nb = std::min(kWarpBlock, n - i0);
+        for (int64_t k = 0; k < nb; ++k) {
+          const Taps<A>& s = ts[i0 + k];
+          const Taps<A>& e = te[i0 + k];
+          const A w = wt[i0 + k];
+          const T *s00 = sb + s.i00 * C, *s01 = sb + s.i01 * C, *s10 = sb + s.i10 * C, *s11 = sb + s.i11 * C;
+          const T *e00 = eb + e.i00 * C, *e01 = eb + e.i01 * C, *e10 = eb + e.i10 * C, *e11 = eb + e.i11 * C;
+          A* dst = block.data() + k * C;
+          for (int64_t c = 0; c < C; ++c) {
+            const A vs = dnerv::bilinear_blend<A>(s00[c], s01[c], s10[c], s11[c], s.wx, s.wy);
+            const A ve = dnerv::bilinear_blend<A>(e00[c], e01[c], e10[c], e11[c], e.wx, e.wy);
+            dst[c] = vs + w * (ve - vs);
+          }
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          T* o = out + (b * C + c) * THW + p0 + i0;
+          for (int64_t k = 0; k < nb; ++k) o[k] = static_cast<T>(block[k * C + c]);
         }
       }
     }
@@ -177,11 +221,17 @@ WarpDims warp_dims(const at::Tensor& start, const at::Tensor& flow) {
 at::Tensor flow_warp_forward(const at::Tensor& start, const at::Tensor& end, const at::Tensor& flow,
                              const at::Tensor& t) {
   const WarpDims d = warp_dims(start, flow);
+  // start and end: both contiguous, or both channels-last (read in place).
+  const bool channels_last = !start.is_contiguous();
+  TORCH_CHECK(channels_last ? start.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+                                  end.is_contiguous(at::MemoryFormat::ChannelsLast) && !end.is_contiguous()
+                            : end.is_contiguous(),
+              "flow_warp_forward: start and end must be both contiguous or both channels-last");
   auto out = at::empty({d.B, d.C, d.T, d.H, d.W}, start.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, start.scalar_type(), "flow_warp_forward", [&] {
-    warp_forward_impl<scalar_t>(start.data_ptr<scalar_t>(), end.data_ptr<scalar_t>(),
-                                flow.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
-                                out.data_ptr<scalar_t>(), d);
+    const auto kernel = channels_last ? warp_forward_channels_last<scalar_t> : warp_forward_impl<scalar_t>;
+    kernel(start.data_ptr<scalar_t>(), end.data_ptr<scalar_t>(), flow.data_ptr<scalar_t>(),
+           t.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), d);
   });
   return out;
 }

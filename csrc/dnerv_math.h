@@ -102,12 +102,16 @@ template <typename A> DNERV_HD void bilinear_weights(const Taps<A>& k, A w[4]) {
   w[3] = k.wx * k.wy;
 }
 
+// Bilinear blend of the four tap values (v00, v01, v10, v11) at fractional offsets (wx, wy).
+template <typename A> DNERV_HD A bilinear_blend(A v00, A v01, A v10, A v11, A wx, A wy) {
+  const A top = v00 + wx * (v01 - v00);
+  const A bot = v10 + wx * (v11 - v10);
+  return top + wy * (bot - top);
+}
+
 template <typename A, typename T> DNERV_HD A bilinear_sample(const T* plane, const Taps<A>& k) {
-  const A v00 = to_acc<A>(plane[k.i00]), v01 = to_acc<A>(plane[k.i01]);
-  const A v10 = to_acc<A>(plane[k.i10]), v11 = to_acc<A>(plane[k.i11]);
-  const A top = v00 + k.wx * (v01 - v00);
-  const A bot = v10 + k.wx * (v11 - v10);
-  return top + k.wy * (bot - top);
+  return bilinear_blend(to_acc<A>(plane[k.i00]), to_acc<A>(plane[k.i01]), to_acc<A>(plane[k.i10]),
+                        to_acc<A>(plane[k.i11]), k.wx, k.wy);
 }
 
 // Sample value and its gradient wrt the (unclamped) sample coordinate (masked by mx / my).

@@ -85,6 +85,17 @@ def test_flow_warp_far_outside(dtype):
     assert_parity(cpu.flow_warp, warp_reference(dtype), inputs, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=_ids(DTYPES))
+@pytest.mark.parametrize("shape", [(2, 37, 3, 7, 9), (1, 64, 8, 16, 20), (1, 5, 2, 1, 6)], ids=str)
+def test_flow_warp_channels_last_features(shape, dtype):
+    """Channels-last start/end (what the CPU keyframe encoder gives) are read in place with a
+    channel-vectorised loop; odd sizes leave partial pixel blocks."""
+    start, end, flow, t = flow_warp_inputs(shape, RANDOM_SEED)
+    start, end = (x.contiguous(memory_format=torch.channels_last) for x in (start, end))
+    assert not start.is_contiguous()
+    assert_parity(cpu.flow_warp, warp_reference(dtype), [start, end, off_grid(flow, dtype), t], dtype)
+
+
 def test_flow_warp_non_contiguous():
     feat = torch.randn(1, 5, 2, 6, 7, dtype=torch.float64)
     start, end = feat[:, :, 0], feat[:, :, 1]

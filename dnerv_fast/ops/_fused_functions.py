@@ -21,10 +21,19 @@ def _keep(needed: bool, grad: torch.Tensor | None) -> torch.Tensor | None:
     return grad if needed else None
 
 
+def _channels_last_only(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 class FlowWarp(torch.autograd.Function):
+    """``reads_channels_last``: the extension's forward takes channels-last start and end as
+    they are (no copy); its backward takes contiguous ones."""
+
     @staticmethod
-    def forward(ctx, ext: ModuleType, start, end, flow, t):
-        start, end, flow, t = (x.contiguous() for x in (start, end, flow, t))
+    def forward(ctx, ext: ModuleType, start, end, flow, t, reads_channels_last: bool = False):
+        if not (reads_channels_last and _channels_last_only(start) and _channels_last_only(end)):
+            start, end = start.contiguous(), end.contiguous()
+        flow, t = flow.contiguous(), t.contiguous()
         ctx.ext = ext
         ctx.save_for_backward(start, end, flow, t)
         return ext.flow_warp_forward(start, end, flow, t)
@@ -33,9 +42,11 @@ class FlowWarp(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         need = ctx.needs_input_grad[1:]
+        start, end, flow, t = ctx.saved_tensors
         gs, ge, gf, gt = ctx.ext.flow_warp_backward(
-            grad_out.contiguous(), *ctx.saved_tensors, need[0] or need[1], need[2] or need[3])
-        return None, _keep(need[0], gs), _keep(need[1], ge), _keep(need[2], gf), _keep(need[3], gt)
+            grad_out.contiguous(), start.contiguous(), end.contiguous(), flow, t,
+            need[0] or need[1], need[2] or need[3])
+        return None, _keep(need[0], gs), _keep(need[1], ge), _keep(need[2], gf), _keep(need[3], gt), None
 
 
 class SafModulate(torch.autograd.Function):

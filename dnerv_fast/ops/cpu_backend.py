@@ -33,7 +33,7 @@ def unsupported(op: str, *args) -> str | None:
 
 
 def flow_warp(start: torch.Tensor, end: torch.Tensor, flow: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return FlowWarp.apply(cpu_extension(), start, end, flow, t)
+    return FlowWarp.apply(cpu_extension(), start, end, flow, t, True)
 
 
 def saf_modulate(x: torch.Tensor, fused: torch.Tensor, weight: torch.Tensor,
