@@ -1,5 +1,13 @@
+import os
 import pathlib
 import sys
 
+from dnerv_fast.allocator import keep_large_blocks_on_heap
+
 # The research-code-layout D-NeRV forward (tests/composed_dnerv.py) is a baseline here too.
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "tests"))
+
+# DNERV_BENCH_MALLOC=heap runs every variant the way the dnerv-fast commands run (big blocks
+# kept on the heap, see dnerv_fast.allocator); the default is glibc's stock malloc.
+if os.environ.get("DNERV_BENCH_MALLOC") == "heap" and not keep_large_blocks_on_heap():
+    raise RuntimeError("DNERV_BENCH_MALLOC=heap: mallopt is not available here (glibc only)")

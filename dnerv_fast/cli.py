@@ -57,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; user errors print one line and exit 2, with no traceback."""
+    from .allocator import keep_large_blocks_on_heap
     from .codec.errors import CodecError
     args = build_parser().parse_args(argv)
+    keep_large_blocks_on_heap()
     try:
         return int(args.func(args) or 0)
     except (CodecError, ValueError, FileNotFoundError) as exc:

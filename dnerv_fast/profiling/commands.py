@@ -67,7 +67,8 @@ def format_report(r: dict[str, Any]) -> str:
         f = r["full_frame"]
         label = f"full {f['size'][0]}x{f['size'][1]} ({f['patches']} patches)"
         lines.append(f"{label:<28}{f['median_ms']:>11.2f}{f['iqr_ms']:>9.2f}{f['fps']:>10.2f}")
-    lines.append("memory: " + ", ".join(f"{k} {v:.0f}" for k, v in r["memory"].items()))
+    lines.append("memory: " + ", ".join(f"{k} {v:.0f}" for k, v in r["memory"].items())
+                 + f"; malloc {r['malloc']}")
     if "vs_fp32_reference" in r:
         v = r["vs_fp32_reference"]
         lines.append(f"vs fp32 reference: max |diff| {v['max_abs_diff']:.2e}, PSNR {v['psnr_db']:.2f} dB")

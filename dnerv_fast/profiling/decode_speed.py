@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 
 from .. import ops
+from ..allocator import heap_setting
 from ..configs import get_config
 from ..model import DNeRV
 from ..precision import DTYPES, parse_dtype
@@ -125,7 +126,8 @@ def run_profile(settings: ProfileSettings, progress: Callable[[str], None] = lam
     example = _clip_workload(model, settings.batch, device, dtype, generator)
     T = model.config.clip_len
     result: dict[str, Any] = {"settings": asdict(settings), "device": _device_name(device),
-                              "torch": torch.__version__, "threads": torch.get_num_threads()}
+                              "torch": torch.__version__, "threads": torch.get_num_threads(),
+                              "malloc": heap_setting()}
 
     with torch.no_grad(), backend_choice:
         result["backend"] = ops.resolve(device.type)[0]
