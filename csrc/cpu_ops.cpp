@@ -430,27 +430,26 @@ void tail_forward_impl(const T* y, const T* conv_bias, const T* weight, const T*
   // across tasks and each line of y is read from memory once.
   const bool c_fastest = d.channels_last();
   at::parallel_for(0, d.B * d.C * d.H, 1, [&](int64_t begin, int64_t stop) {
-    std::vector<A> rows(d.T * row), mix(row);
+    std::vector<A> g(d.T * row), mix(row);
     for (int64_t task = begin; task < stop; ++task) {
       const int64_t b = task / (d.H * d.C), rest = task % (d.H * d.C);
       const int64_t c = c_fastest ? rest % d.C : rest / d.H, h = c_fastest ? rest / d.C : rest % d.H;
       const T* wc = weight + c * d.T * d.T;
       for (int i = 0; i < d.s; ++i) {
-        A* g = rows.data();
         if (c_fastest && d.s == 2) {
-          gather_row_pairs(y, conv_bias, d, b, c, h, i, g);
+          gather_row_pairs(y, conv_bias, d, b, c, h, i, g.data());
         } else {
-          gather_row(y, conv_bias, d, b, c, h, i, g);
+          gather_row(y, conv_bias, d, b, c, h, i, g.data());
         }
         for (int64_t k = 0; k < d.T * row; ++k) g[k] = dnerv::gelu(g[k]);
         const int64_t oy = h * d.s + i;
         for (int64_t tp = 0; tp < d.T; ++tp) {
           const A bt = tfc_bias ? static_cast<A>(tfc_bias[c * d.T + tp]) : A(0);
-          const A* gt = g + tp * row;
+          const A* gt = g.data() + tp * row;
           for (int64_t k = 0; k < row; ++k) mix[k] = gt[k] + bt;
           for (int64_t t = 0; t < d.T; ++t) {
             const A wv = static_cast<A>(wc[tp * d.T + t]);
-            const A* src = g + t * row;
+            const A* src = g.data() + t * row;
             for (int64_t k = 0; k < row; ++k) mix[k] += wv * src[k];
           }
           T* o = out + ((b * d.C + c) * d.T + tp) * d.out_plane() + oy * d.W * d.s;

@@ -39,7 +39,9 @@ def keep_large_blocks_on_heap() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc (e.g. musl)
         return False
-    _applied = (mallopt(_M_MMAP_THRESHOLD, _THRESHOLD) == 1) & (mallopt(_M_TRIM_THRESHOLD, _THRESHOLD) == 1)
+    mmap_set = mallopt(_M_MMAP_THRESHOLD, _THRESHOLD) == 1
+    trim_set = mallopt(_M_TRIM_THRESHOLD, _THRESHOLD) == 1
+    _applied = mmap_set and trim_set
     return _applied
 
 

@@ -55,12 +55,16 @@ class FrameConv(nn.Conv3d):
         bias = self.bias if self.bias is not None else weight.new_zeros(self.out_channels)
         clips = []
         for b in range(B):
-            out = bias.view(1, -1, 1).expand(T, -1, H * W)
+            out = None
             first = 0
             for part in parts:
                 C = part.shape[1]
+                w = weight[:, first:first + C].expand(T, -1, -1)
                 frames = part[b].reshape(C, T, H * W).transpose(0, 1)
-                out = torch.baddbmm(out, weight[:, first:first + C].expand(T, -1, -1), frames)
+                if out is None:
+                    out = torch.baddbmm(bias.view(1, -1, 1).expand(T, -1, H * W), w, frames)
+                else:
+                    out = out.baddbmm_(w, frames)
                 first += C
             clips.append(out)
         out = clips[0].unsqueeze(0) if B == 1 else torch.stack(clips)
