@@ -31,7 +31,7 @@ setup(
     ],
     extras_require={
         "triton": ["triton>=3.0"],
-        "test": ["pytest>=8", "pytest-benchmark>=4", "triton>=3.0", "scikit-video>=1.1"],
+        "test": ["pytest>=9", "pytest-benchmark>=4", "triton>=3.0", "scikit-video>=1.1"],
     },
     entry_points={"console_scripts": ["dnerv-fast=dnerv_fast.cli:main"]},
 )
