@@ -42,9 +42,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _tell_watchdog(message: bytes) -> None:
+    global _watchdog
     if _watchdog is not None:
-        _watchdog.stdin.write(message)
-        _watchdog.stdin.flush()
+        try:
+            _watchdog.stdin.write(message)
+            _watchdog.stdin.flush()
+        except OSError:  # it has gone: the tests run on without it
+            _watchdog = None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -57,6 +61,7 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    # Killed rather than waited for: a forked child (DataLoader worker) may still hold its stdin.
     if _watchdog is not None:
-        _watchdog.stdin.close()
-        _watchdog.wait(timeout=10)
+        _watchdog.kill()
+        _watchdog.wait()
