@@ -51,28 +51,42 @@ void chunk_taps(const T* flow, const T* tt, const WarpDims& d, int64_t b, int64_
   }
 }
 
+// Runs body(b, p0, n, ts, te, wt, scratch) in parallel for every chunk of kWarpChunk pixels
+// (over T*H*W) of every batch item: ts, te and wt are the chunk's taps toward start and end
+// and its blend weights; scratch is scratch_size accumulator values owned by the thread.
+template <typename T, typename Body>
+void for_each_warp_chunk(const T* flow, const T* tt, const WarpDims& d, int64_t scratch_size,
+                         const Body& body) {
+  using A = acc_t<T>;
+  const int64_t THW = d.THW();
+  const int64_t chunks = (THW + kWarpChunk - 1) / kWarpChunk;
+  at::parallel_for(0, d.B * chunks, 1, [&](int64_t begin, int64_t stop) {
+    std::vector<Taps<A>> ts(kWarpChunk), te(kWarpChunk);
+    std::vector<A> wt(kWarpChunk), scratch(scratch_size);
+    for (int64_t task = begin; task < stop; ++task) {
+      const int64_t b = task / chunks, p0 = (task % chunks) * kWarpChunk;
+      const int64_t n = std::min(kWarpChunk, THW - p0);
+      chunk_taps(flow, tt, d, b, p0, n, ts.data(), te.data(), wt.data());
+      body(b, p0, n, ts.data(), te.data(), wt.data(), scratch.data());
+    }
+  });
+}
+
 template <typename T>
 void warp_forward_impl(const T* start, const T* end, const T* flow, const T* tt, T* out,
                        const WarpDims& d) {
   using A = acc_t<T>;
   const int64_t THW = d.THW(), HW = d.HW();
-  const int64_t chunks = (THW + kWarpChunk - 1) / kWarpChunk;
-  at::parallel_for(0, d.B * chunks, 1, [&](int64_t begin, int64_t stop) {
-    std::vector<Taps<A>> ts(kWarpChunk), te(kWarpChunk);
-    std::vector<A> wt(kWarpChunk);
-    for (int64_t task = begin; task < stop; ++task) {
-      const int64_t b = task / chunks, p0 = (task % chunks) * kWarpChunk;
-      const int64_t n = std::min(kWarpChunk, THW - p0);
-      chunk_taps(flow, tt, d, b, p0, n, ts.data(), te.data(), wt.data());
-      for (int64_t c = 0; c < d.C; ++c) {
-        const T* s = start + (b * d.C + c) * HW;
-        const T* e = end + (b * d.C + c) * HW;
-        T* o = out + (b * d.C + c) * THW + p0;
-        for (int64_t i = 0; i < n; ++i) {
-          const A vs = dnerv::bilinear_sample(s, ts[i]);
-          const A ve = dnerv::bilinear_sample(e, te[i]);
-          o[i] = static_cast<T>(vs + wt[i] * (ve - vs));
-        }
+  for_each_warp_chunk(flow, tt, d, 0, [&](int64_t b, int64_t p0, int64_t n, const Taps<A>* ts,
+                                          const Taps<A>* te, const A* wt, A*) {
+    for (int64_t c = 0; c < d.C; ++c) {
+      const T* s = start + (b * d.C + c) * HW;
+      const T* e = end + (b * d.C + c) * HW;
+      T* o = out + (b * d.C + c) * THW + p0;
+      for (int64_t i = 0; i < n; ++i) {
+        const A vs = dnerv::bilinear_sample(s, ts[i]);
+        const A ve = dnerv::bilinear_sample(e, te[i]);
+        o[i] = static_cast<T>(vs + wt[i] * (ve - vs));
       }
     }
   });
@@ -86,35 +100,29 @@ void warp_forward_channels_last(const T* start, const T* end, const T* flow, con
                                 const WarpDims& d) {
   using A = acc_t<T>;
   const int64_t THW = d.THW(), HW = d.HW(), C = d.C;
-  const int64_t chunks = (THW + kWarpChunk - 1) / kWarpChunk;
-  at::parallel_for(0, d.B * chunks, 1, [&](int64_t begin, int64_t stop) {
-    std::vector<Taps<A>> ts(kWarpChunk), te(kWarpChunk);
-    std::vector<A> wt(kWarpChunk), block(kWarpBlock * C);
-    for (int64_t task = begin; task < stop; ++task) {
-      const int64_t b = task / chunks, p0 = (task % chunks) * kWarpChunk;
-      const int64_t n = std::min(kWarpChunk, THW - p0);
-      chunk_taps(flow, tt, d, b, p0, n, ts.data(), te.data(), wt.data());
-      const T* sb = start + b * HW * C;
-      const T* eb = end + b * HW * C;
-      for (int64_t i0 = 0; i0 < n; i0 += kWarpBlock) {
-        const int64_t nb = std::min(kWarpBlock, n - i0);
-        for (int64_t k = 0; k < nb; ++k) {
-          const Taps<A>& s = ts[i0 + k];
-          const Taps<A>& e = te[i0 + k];
-          const A w = wt[i0 + k];
-          const T *s00 = sb + s.i00 * C, *s01 = sb + s.i01 * C, *s10 = sb + s.i10 * C, *s11 = sb + s.i11 * C;
-          const T *e00 = eb + e.i00 * C, *e01 = eb + e.i01 * C, *e10 = eb + e.i10 * C, *e11 = eb + e.i11 * C;
-          A* dst = block.data() + k * C;
-          for (int64_t c = 0; c < C; ++c) {
-            const A vs = dnerv::bilinear_blend<A>(s00[c], s01[c], s10[c], s11[c], s.wx, s.wy);
-            const A ve = dnerv::bilinear_blend<A>(e00[c], e01[c], e10[c], e11[c], e.wx, e.wy);
-            dst[c] = vs + w * (ve - vs);
-          }
-        }
+  for_each_warp_chunk(flow, tt, d, kWarpBlock * C, [&](int64_t b, int64_t p0, int64_t n,
+                                                       const Taps<A>* ts, const Taps<A>* te,
+                                                       const A* wt, A* block) {
+    const T* sb = start + b * HW * C;
+    const T* eb = end + b * HW * C;
+    for (int64_t i0 = 0; i0 < n; i0 += kWarpBlock) {
+      const int64_t nb = std::min(kWarpBlock, n - i0);
+      for (int64_t k = 0; k < nb; ++k) {
+        const Taps<A>& s = ts[i0 + k];
+        const Taps<A>& e = te[i0 + k];
+        const A w = wt[i0 + k];
+        const T *s00 = sb + s.i00 * C, *s01 = sb + s.i01 * C, *s10 = sb + s.i10 * C, *s11 = sb + s.i11 * C;
+        const T *e00 = eb + e.i00 * C, *e01 = eb + e.i01 * C, *e10 = eb + e.i10 * C, *e11 = eb + e.i11 * C;
+        A* dst = block + k * C;
         for (int64_t c = 0; c < C; ++c) {
-          T* o = out + (b * C + c) * THW + p0 + i0;
-          for (int64_t k = 0; k < nb; ++k) o[k] = static_cast<T>(block[k * C + c]);
+          const A vs = dnerv::bilinear_blend<A>(s00[c], s01[c], s10[c], s11[c], s.wx, s.wy);
+          const A ve = dnerv::bilinear_blend<A>(e00[c], e01[c], e10[c], e11[c], e.wx, e.wy);
+          dst[c] = vs + w * (ve - vs);
         }
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        T* o = out + (b * C + c) * THW + p0 + i0;
+        for (int64_t k = 0; k < nb; ++k) o[k] = static_cast<T>(block[k * C + c]);
       }
     }
   });
@@ -171,45 +179,39 @@ void warp_backward_flow(const T* gout, const T* start, const T* end, const T* fl
                         acc_t<T>* gflow, acc_t<T>* gt_pix, const WarpDims& d) {
   using A = acc_t<T>;
   const int64_t THW = d.THW(), HW = d.HW();
-  const int64_t chunks = (THW + kWarpChunk - 1) / kWarpChunk;
-  at::parallel_for(0, d.B * chunks, 1, [&](int64_t begin, int64_t stop) {
-    std::vector<Taps<A>> ts(kWarpChunk), te(kWarpChunk);
-    std::vector<A> wt(kWarpChunk), acc(5 * kWarpChunk);
-    for (int64_t task = begin; task < stop; ++task) {
-      const int64_t b = task / chunks, p0 = (task % chunks) * kWarpChunk;
-      const int64_t n = std::min(kWarpChunk, THW - p0);
-      chunk_taps(flow, tt, d, b, p0, n, ts.data(), te.data(), wt.data());
-      std::fill(acc.begin(), acc.end(), A(0));
-      A* sx = acc.data();
-      A* sy = sx + kWarpChunk;
-      A* ex = sy + kWarpChunk;
-      A* ey = ex + kWarpChunk;
-      A* gtt = ey + kWarpChunk;
-      for (int64_t c = 0; c < d.C; ++c) {
-        const T* s = start + (b * d.C + c) * HW;
-        const T* e = end + (b * d.C + c) * HW;
-        const T* g = gout + (b * d.C + c) * THW + p0;
-        for (int64_t i = 0; i < n; ++i) {
-          const A go = static_cast<A>(g[i]);
-          A gsx, gsy, gex, gey;
-          const A vs = dnerv::bilinear_sample_grad(s, ts[i], gsx, gsy);
-          const A ve = dnerv::bilinear_sample_grad(e, te[i], gex, gey);
-          sx[i] += go * gsx;
-          sy[i] += go * gsy;
-          ex[i] += go * gex;
-          ey[i] += go * gey;
-          gtt[i] += go * (ve - vs);
-        }
-      }
-      A* gf = gflow + b * 4 * THW + p0;
+  for_each_warp_chunk(flow, tt, d, 5 * kWarpChunk, [&](int64_t b, int64_t p0, int64_t n,
+                                                       const Taps<A>* ts, const Taps<A>* te,
+                                                       const A* wt, A* acc) {
+    std::fill(acc, acc + 5 * kWarpChunk, A(0));
+    A* sx = acc;
+    A* sy = sx + kWarpChunk;
+    A* ex = sy + kWarpChunk;
+    A* ey = ex + kWarpChunk;
+    A* gtt = ey + kWarpChunk;
+    for (int64_t c = 0; c < d.C; ++c) {
+      const T* s = start + (b * d.C + c) * HW;
+      const T* e = end + (b * d.C + c) * HW;
+      const T* g = gout + (b * d.C + c) * THW + p0;
       for (int64_t i = 0; i < n; ++i) {
-        const A ws = A(1) - wt[i];
-        gf[i] = ws * sx[i];
-        gf[THW + i] = ws * sy[i];
-        gf[2 * THW + i] = wt[i] * ex[i];
-        gf[3 * THW + i] = wt[i] * ey[i];
-        gt_pix[b * THW + p0 + i] = gtt[i];
+        const A go = static_cast<A>(g[i]);
+        A gsx, gsy, gex, gey;
+        const A vs = dnerv::bilinear_sample_grad(s, ts[i], gsx, gsy);
+        const A ve = dnerv::bilinear_sample_grad(e, te[i], gex, gey);
+        sx[i] += go * gsx;
+        sy[i] += go * gsy;
+        ex[i] += go * gex;
+        ey[i] += go * gey;
+        gtt[i] += go * (ve - vs);
       }
+    }
+    A* gf = gflow + b * 4 * THW + p0;
+    for (int64_t i = 0; i < n; ++i) {
+      const A ws = A(1) - wt[i];
+      gf[i] = ws * sx[i];
+      gf[THW + i] = ws * sy[i];
+      gf[2 * THW + i] = wt[i] * ex[i];
+      gf[3 * THW + i] = wt[i] * ey[i];
+      gt_pix[b * THW + p0 + i] = gtt[i];
     }
   });
 }
