@@ -23,19 +23,24 @@ def _copy_sources(folder: Path) -> Path:
 
 def test_build_key_separates_installs_sources_flags_and_toolchains(tmp_path):
     a, b = _copy_sources(tmp_path / "a"), _copy_sources(tmp_path / "b")
-    key = _jit.build_key("ext", a, FLAGS, TOOLS)
-    assert key == _jit.build_key("ext", a, FLAGS, dict(TOOLS))            # stable
-    others = {
-        _jit.build_key("ext", b, FLAGS, TOOLS),                            # another install
-        _jit.build_key("ext", a, [["-O2"], [], ["-fopenmp"]], TOOLS),      # flags
-        _jit.build_key("ext", a, [["-O3", "-fopenmp"], [], []], TOOLS),    # same flags elsewhere
-        _jit.build_key("ext", a, FLAGS, {**TOOLS, "torch": "2.14.0+cpu"}),
-        _jit.build_key("ext", a, FLAGS, {**TOOLS, "cuda": "12.8"}),
-        _jit.build_key("other", a, FLAGS, TOOLS),
-    }
+
+    def key(name="ext", src=a, sources=("cpu_ops.cpp",), flags=FLAGS, **tools):
+        return _jit.build_key(name, src, sources, flags, {**TOOLS, **tools})
+
+    first = key()
+    assert first == key()                                          # stable
+    others = {key(src=b),                                          # another install
+              key(flags=[["-O2"], [], ["-fopenmp"]]),
+              key(flags=[["-O3", "-fopenmp"], [], []]),            # same flags, other place
+              key(torch="2.14.0+cpu"), key(cuda="12.8"), key(python="cpython-312"),
+              key(name="other"), key(sources=("cpu_ops.cpp", "cuda_binding.cpp"))}
+    (a / "cuda_warp.cu").write_text((a / "cuda_warp.cu").read_text() + "\n// edited\n")
+    assert key() == first                                          # not a source of this one
     (a / "dnerv_math.h").write_text((a / "dnerv_math.h").read_text() + "\n// edited\n")
-    others.add(_jit.build_key("ext", a, FLAGS, TOOLS))                     # a header's contents
-    assert key not in others and len(others) == 7
+    others.add(key())                                              # any header's contents
+    (a / "cpu_ops.cpp").write_text((a / "cpu_ops.cpp").read_text() + "\n// edited\n")
+    others.add(key())                                              # a source's contents
+    assert first not in others and len(others) == 10
 
 
 def test_build_root_honours_our_variable_then_xdg(monkeypatch, tmp_path):

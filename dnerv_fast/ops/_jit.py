@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Mapping, Sequence
 
 BUILD_DIR_ENV = "DNERV_FAST_BUILD_DIR"
-SOURCE_SUFFIXES = (".h", ".cuh", ".cpp", ".cu")  # headers too: the sources include them
+HEADER_SUFFIXES = (".h", ".cuh")  # any source may include any of them
 
 
 def source_dir() -> Path:
@@ -58,14 +58,15 @@ def toolchain() -> dict[str, str]:
             "cuda_arch": os.environ.get("TORCH_CUDA_ARCH_LIST", ""), "cpu": _host_cpu()}
 
 
-def build_key(name: str, src: Path, flags: Sequence[Sequence[str]],
+def build_key(name: str, src: Path, sources: Sequence[str], flags: Sequence[Sequence[str]],
               tools: Mapping[str, str]) -> str:
     """Short hex digest of the extension name, the source folder's path (one key per
-    install), the contents of every source and header in it, the compiler and linker flags
-    and the toolchain (:func:`toolchain`)."""
+    install), the contents of its ``sources`` and of every header in the folder, the
+    compiler and linker flags and the toolchain (:func:`toolchain`)."""
     h = hashlib.sha256(json.dumps([name, str(src), [list(f) for f in flags],
                                    sorted(tools.items())]).encode())
-    for path in sorted(p for p in src.iterdir() if p.suffix in SOURCE_SUFFIXES):
+    headers = [p for p in src.iterdir() if p.suffix in HEADER_SUFFIXES]
+    for path in sorted({*headers, *(src / s for s in sources)}):
         data = path.read_bytes()
         h.update(f"\0{path.name}\0{len(data)}\0".encode())
         h.update(data)
@@ -87,7 +88,7 @@ def _build(name: str, sources: list[str], *, extra_cflags: list[str],
     if missing:
         raise FileNotFoundError(f"missing sources in {src}: {', '.join(missing)}")
     flags = [extra_cflags, extra_cuda_cflags or [], extra_ldflags or []]
-    directory = build_root() / f"{name}-{build_key(name, src, flags, toolchain())}"
+    directory = build_root() / f"{name}-{build_key(name, src, sources, flags, toolchain())}"
     directory.mkdir(parents=True, exist_ok=True)
     compiling = not (directory / f"{name}{LIB_EXT}").is_file()
     if compiling:
