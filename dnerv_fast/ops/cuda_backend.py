@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from ._fused_functions import FlowWarp, SafModulate, UpsampleTail, mixed_dtypes
+from . import _fused_functions as _k
+from ._fused_functions import mixed_dtypes
+from ._library import entry_points
 from ._jit import cuda_extension
 
 MAX_GRID_YZ = 65535  # CUDA grid y / z limit (batch and batch*channels sit there)
@@ -41,15 +43,28 @@ def unsupported(op: str, *args) -> str | None:
     return None
 
 
-def flow_warp(start: torch.Tensor, end: torch.Tensor, flow: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return FlowWarp.apply(cuda_extension(), start, end, flow, t)
+def flow_warp_forward(start, end, flow, t) -> torch.Tensor:
+    return _k.flow_warp_forward(cuda_extension(), start, end, flow, t)
 
 
-def saf_modulate(x: torch.Tensor, fused: torch.Tensor, weight: torch.Tensor,
-                 bias: torch.Tensor | None) -> torch.Tensor:
-    return SafModulate.apply(cuda_extension(), x, fused, weight, bias)
+def flow_warp_backward(grad_out, start, end, flow, t, needs):
+    return _k.flow_warp_backward(cuda_extension(), grad_out, start, end, flow, t, needs)
 
 
-def upsample_tail(y: torch.Tensor, conv_bias: torch.Tensor | None, scale: int,
-                  tfc_weight: torch.Tensor, tfc_bias: torch.Tensor | None) -> torch.Tensor:
-    return UpsampleTail.apply(cuda_extension(), y, conv_bias, scale, tfc_weight, tfc_bias)
+def saf_modulate_forward(x, fused, weight, bias, decoding: bool) -> torch.Tensor:
+    return _k.saf_forward(cuda_extension(), x, fused, weight, bias)
+
+
+def saf_modulate_backward(grad_out, x, fused, weight, bias, needs):
+    return _k.saf_backward(cuda_extension(), grad_out, x, fused, weight, bias, needs)
+
+
+def upsample_tail_forward(y, conv_bias, scale: int, tfc_weight, tfc_bias) -> torch.Tensor:
+    return _k.tail_forward(cuda_extension(), y, conv_bias, scale, tfc_weight, tfc_bias)
+
+
+def upsample_tail_backward(grad_out, y, conv_bias, scale: int, tfc_weight, tfc_bias, needs):
+    return _k.tail_backward(cuda_extension(), grad_out, y, conv_bias, scale, tfc_weight, tfc_bias, needs)
+
+
+flow_warp, saf_modulate, upsample_tail = entry_points("cuda")

@@ -4,12 +4,13 @@ from __future__ import annotations
 import torch
 
 FLOAT_TYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_FLOAT_SET = frozenset(FLOAT_TYPES)
 
 
 def _check_float(name: str, x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in FLOAT_TYPES:
+    if x.dtype not in _FLOAT_SET:
         raise TypeError(f"{name} must be a floating tensor ({', '.join(map(str, FLOAT_TYPES))}), got {x.dtype}")
 
 
@@ -19,9 +20,8 @@ def _check_rank(name: str, x: torch.Tensor, rank: int, layout: str) -> None:
 
 
 def check_same_device(**tensors: torch.Tensor | None) -> None:
-    devices = {name: t.device for name, t in tensors.items() if t is not None}
-    if len(set(devices.values())) > 1:
-        listing = ", ".join(f"{n} on {d}" for n, d in devices.items())
+    if len({t.device for t in tensors.values() if t is not None}) > 1:
+        listing = ", ".join(f"{n} on {t.device}" for n, t in tensors.items() if t is not None)
         raise ValueError(f"all tensors must be on one device, got {listing}")
 
 
