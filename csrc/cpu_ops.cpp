@@ -9,8 +9,11 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
+#include "cpu_extra.h"
+#include "cpu_gelu.h"
 #include "dnerv_math.h"
 
 namespace {
@@ -423,6 +426,16 @@ template <typename A, typename T> void interleave_row(const A* row, int64_t s, i
     for (int64_t w = 0; w < W; ++w) o[w * s + j] = static_cast<T>(row[j * W + w]);
 }
 
+// dst[k] = GELU(src[k]) for k < n: float through the vectorised erf of cpu_gelu.h (exp-free
+// and division-free), double through the scalar definition.
+template <typename A> void gelu_row(const A* src, A* dst, int64_t n) {
+  if constexpr (std::is_same_v<A, float>) {
+    dnerv::simd::gelu_to(src, dst, n);
+  } else {
+    for (int64_t k = 0; k < n; ++k) dst[k] = dnerv::gelu(src[k]);
+  }
+}
+
 template <typename T>
 void tail_forward_impl(const T* y, const T* conv_bias, const T* weight, const T* tfc_bias, T* out,
                        const TailDims& d) {
@@ -443,7 +456,7 @@ void tail_forward_impl(const T* y, const T* conv_bias, const T* weight, const T*
         } else {
           gather_row(y, conv_bias, d, b, c, h, i, g.data());
         }
-        for (int64_t k = 0; k < d.T * row; ++k) g[k] = dnerv::gelu(g[k]);
+        gelu_row(g.data(), g.data(), d.T * row);
         const int64_t oy = h * d.s + i;
         for (int64_t tp = 0; tp < d.T; ++tp) {
           const A bt = tfc_bias ? static_cast<A>(tfc_bias[c * d.T + tp]) : A(0);
@@ -493,7 +506,7 @@ void tail_backward_impl(const T* gout, const T* y, const T* conv_bias, const T* 
         for (int64_t h = 0; h < d.H; ++h)
           for (int i = 0; i < s; ++i) {
             gather_row(y, conv_bias, d, b, c, h, i, pre.data());
-            for (int64_t k = 0; k < T_ * row; ++k) g[k] = dnerv::gelu(pre[k]);
+            gelu_row(pre.data(), g.data(), T_ * row);
             const int64_t oy = h * s + i;
             for (int64_t tp = 0; tp < T_; ++tp) {
               const T* src = gout + ((b * d.C + c) * T_ + tp) * d.out_plane() + oy * d.W * s;
@@ -595,4 +608,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("saf_forward", &saf_forward);
   m.def("upsample_tail_forward", &upsample_tail_forward);
   m.def("upsample_tail_backward", &upsample_tail_backward);
+  dnerv_cpu::bind_winograd(m);
+  dnerv_cpu::bind_heads(m);
 }

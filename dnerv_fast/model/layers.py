@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch.profiler import record_function
 
 from .. import ops
+from ..ops.cpu_heads import head as fused_head
+from ..ops.cpu_winograd import block_conv3x3
 
 
 # A 3x3 conv with at most this many output channels runs as conv2d over frames: oneDNN
@@ -119,8 +121,12 @@ class Head(nn.Module):
                                   FrameConv(in_chan // 4, out_chan, 3, padding=1))
 
     def forward(self, *parts: torch.Tensor) -> torch.Tensor:
-        """The head of ``torch.cat(parts, dim=1)``; the concatenation is never built."""
+        """The head of ``torch.cat(parts, dim=1)``; the concatenation is never built (on CPU
+        decoding, one fused kernel: dnerv_fast.ops.cpu_heads)."""
         squeeze, gelu, spatial = self.conv
+        fused = fused_head(parts, squeeze.weight, squeeze.bias, spatial.weight, spatial.bias)
+        if fused is not None:
+            return fused
         return spatial(gelu(squeeze.pointwise(*parts)))
 
 
@@ -148,5 +154,5 @@ class DNeRVBlock(nn.Module):
     def forward(self, x: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         x = ops.saf_modulate(x, content, self.to_style.conv.weight, self.to_style.conv.bias)
         with record_function("dnerv_fast::conv3x3"):
-            y = F.conv3d(x, self.conv.weight, None, padding=(0, 1, 1))
+            y = block_conv3x3(x, self.conv.weight)
         return ops.upsample_tail(y, self.conv.bias, self.stride, self.tfc.weight, self.tfc.bias)

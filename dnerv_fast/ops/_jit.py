@@ -120,7 +120,7 @@ def cpu_extension() -> ModuleType:
 
     -march=native is safe because this JIT build runs on the machine that uses it.
     """
-    return _build("dnerv_fast_cpu", ["cpu_ops.cpp"],
+    return _build("dnerv_fast_cpu", ["cpu_ops.cpp", "cpu_winograd.cpp", "cpu_heads.cpp"],
                   extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"],
                   extra_ldflags=["-fopenmp"], what="cpu")
 
