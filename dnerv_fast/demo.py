@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from dnerv_fast.codec.atomic import atomic_dir
+from dnerv_fast.codec.errors import UsageError
 
 # The paper's 5e-4 is tuned for 1600 epochs; a 40-epoch demo on a tiny model learns far more
 # with 10x that (measured on the demo clip: 20.7 dB at 5e-4, 23.9 dB at 5e-3).
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from dnerv_fast.video_io import write_video
 
     if args.frames < 2:
-        raise ValueError(f"--frames must be at least 2, got {args.frames}")
+        raise UsageError(f"--frames must be at least 2, got {args.frames}")
     start = time.perf_counter()
     with atomic_dir(args.workdir, args.overwrite) as tmp:  # the folder appears only when complete
         shown = Path(args.workdir)
@@ -60,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", type=Path, default=Path("dnerv-demo"), help="folder for all outputs")
     p.add_argument("--frames", type=int, default=24, help="frames to generate")
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--overwrite", action="store_true", help="reuse an existing --workdir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an existing --workdir, replacing only the demo's own files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

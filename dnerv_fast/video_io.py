@@ -121,10 +121,15 @@ def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
             out.mux(packet)
 
 
+def png_names(count: int) -> list[str]:
+    """File names of ``count`` frames written as PNGs: 00001.png, 00002.png, ..."""
+    digits = max(5, len(str(count)))
+    return [f"{i + 1:0{digits}d}.png" for i in range(count)]
+
+
 def _write_pngs(frames: np.ndarray, folder: Path) -> None:
-    digits = max(5, len(str(len(frames))))
-    for i, f in enumerate(frames):
-        Image.fromarray(f).save(folder / f"{i + 1:0{digits}d}.png")
+    for f, name in zip(frames, png_names(len(frames))):
+        Image.fromarray(f).save(folder / name)
 
 
 def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = DEFAULT_FPS,
@@ -143,7 +148,7 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = DEFAUL
             with atomic_path(target, overwrite) as tmp:
                 _write_mp4(frames, tmp, fps)
         elif fmt == "png":
-            with atomic_dir(target, overwrite) as tmp:
+            with atomic_dir(target, overwrite, whole=True) as tmp:
                 _write_pngs(frames, tmp)
         else:
             raise VideoWriteError(f"unknown output format '{fmt}' (use mp4 or png)")

@@ -1,5 +1,4 @@
 """End to end on real video: encode carphone into a .dnerv file, decode, evaluate, reject damage."""
-import argparse
 import csv
 import importlib.util
 import struct
@@ -10,7 +9,7 @@ import pytest
 import torch
 
 from dnerv_fast.codec.bitstream import MAGIC
-from dnerv_fast.codec.commands import register
+from dnerv_fast.cli import main
 from dnerv_fast.codec.errors import BitstreamError, CodecError, OutputExistsError
 from dnerv_fast.codec.pipeline import decode, encode, load
 from dnerv_fast.metrics import psnr
@@ -30,10 +29,7 @@ def encoded(tmp_path_factory):
 
 
 def cli(*argv):
-    parser = argparse.ArgumentParser(prog="dnerv-fast")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args([str(a) for a in argv])
-    return args.func(args)
+    return main([str(a) for a in argv])
 
 
 def test_file_and_bpp(encoded):
@@ -154,14 +150,15 @@ def test_kept_checkpoint_requantises_without_training(tmp_path, monkeypatch):
     assert not (tmp_path / "c4.dnerv.ckpt").exists() and (tmp_path / "c8.dnerv.ckpt").exists()
 
 
-def test_unique_names():
-    from dnerv_fast.codec.pipeline import unique_names
-    assert unique_names(["a", "a", "a_2", "b"]) == ["a", "a_2", "a_2_2", "b"]
+def test_video_names_are_made_distinct():
+    from dnerv_fast.codec.names import safe_names
+    assert safe_names(["a", "a", "a_2", "b"]) == ["a", "a_2", "a_2_2", "b"]
 
 
 def test_two_videos_in_one_file(tmp_path):
     frames = read_video(CARPHONE, max_frames=FRAMES).frames
     a = write_video(np.ascontiguousarray(frames[:, :64, :64]), tmp_path / "clip.mp4")
+    (tmp_path / "b").mkdir()
     b = write_video(np.ascontiguousarray(frames[:5, 64:128, 64:100]), tmp_path / "b" / "clip.mp4")
     path = tmp_path / "two.dnerv"
     result = encode([a, b], path, epochs=1, batch_size=4, progress=False)

@@ -152,10 +152,13 @@ def test_device_errors(tmp_path, capsys):
 
 def test_torchrun_command_line(tmp_path):
     """The real launcher: ``torchrun -m dnerv_fast.cli encode`` against one process."""
+    (tmp_path / "src").mkdir()
     src = write_video(_video().frames, tmp_path / "src" / "pattern.mp4")
     common = [str(src), "--epochs", "2", "--batch-size", "3", "--keyframe-codec", "webp",
               "--device", "cpu", "-q"]
     one, two = tmp_path / "one" / "x.dnerv", tmp_path / "two" / "x.dnerv"
+    one.parent.mkdir()
+    two.parent.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     single = subprocess.run([sys.executable, "-m", "dnerv_fast.cli", "encode", *common,
                              "-o", str(one)], env=env, capture_output=True, text=True)

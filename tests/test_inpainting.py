@@ -101,6 +101,8 @@ def sources(tmp_path_factory):
     holes = BOXES.holes(0, video)
     garbage = video.frames.copy()
     garbage[holes] = np.random.default_rng(1).integers(0, 256, size=(holes.sum(), 3))
+    (tmp / "clean").mkdir()
+    (tmp / "dirty").mkdir()
     clean = write_video(video.frames, tmp / "clean" / "pattern.mp4")
     dirty = write_video(garbage, tmp / "dirty" / "pattern.mp4")
     return tmp, clean, dirty

@@ -30,7 +30,7 @@ def test_profile_cli_writes_json_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(args) == 0
     assert json.loads(out.read_text())["fps"] > 0
     assert "clips (patch frames)" in capsys.readouterr().out
-    assert main(args) == 2
+    assert main(args) == 1
     assert "already exists" in capsys.readouterr().err
 
 
@@ -38,5 +38,5 @@ def test_profile_rejects_cuda_graphs_without_gpu(capsys):
     import torch
     if torch.cuda.is_available():
         pytest.skip("has a GPU")
-    assert main(["profile", "--size", "tiny", "--cuda-graphs", "--frame-size", "none"]) == 2
+    assert main(["profile", "--size", "tiny", "--cuda-graphs", "--frame-size", "none"]) == 1
     assert "needs a CUDA device" in capsys.readouterr().err

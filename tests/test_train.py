@@ -99,7 +99,7 @@ def test_resume_errors(prepared, tmp_path):
         train(model, [prepared], TrainSettings(epochs=1), checkpoint=tmp_path / "none",
               resume=True, progress=False)
     train(model, [prepared], TrainSettings(epochs=1), checkpoint=tmp_path / "c", progress=False)
-    with pytest.raises(CheckpointError, match="different settings"):
+    with pytest.raises(CheckpointError, match="other settings"):
         train(model, [prepared], TrainSettings(epochs=1, lr=1e-3), checkpoint=tmp_path / "c",
               resume=True, progress=False)
     (tmp_path / "junk").write_bytes(b"junk")

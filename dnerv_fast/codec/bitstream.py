@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ _PRELUDE = struct.Struct("<8sHH")
 _ENTRY = struct.Struct("<4sQ")
 _CRC = struct.Struct("<I")
 _LEN = struct.Struct("<I")
+# A header is a few kB; a file is at most a few hundred MB for the paper's largest model.
+MAX_HEADER_BYTES = 1 << 20
+MAX_FILE_BYTES = 4 << 30
 
 
 @dataclass
@@ -71,6 +75,34 @@ def to_bytes(container: Container) -> bytes:
     return body + _CRC.pack(zlib.crc32(body))
 
 
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a key appears twice in one object")
+    return out
+
+
+def _parse_json(payload: bytes, source: str) -> dict[str, Any]:
+    """The header object: strict JSON (no NaN or Infinity, no repeated keys), bounded size."""
+    if len(payload) > MAX_HEADER_BYTES:
+        raise BitstreamError(f"{source} has a {len(payload)}-byte header; the limit is "
+                             f"{MAX_HEADER_BYTES}")
+    try:
+        header = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant,
+                            object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, ValueError) as e:   # JSONDecodeError is a ValueError
+        raise BitstreamError(f"{source} has an unreadable header: {e}") from e
+    except RecursionError:
+        raise BitstreamError(f"{source} has an unreadable header: nested too deeply") from None
+    if not isinstance(header, dict):
+        raise BitstreamError(f"{source} header is not a JSON object")
+    return header
+
+
 def from_bytes(data: bytes, source: str = "file") -> Container:
     """Parse and verify a container; raises ``BitstreamError`` with the reason."""
     if len(data) < len(MAGIC):
@@ -105,12 +137,7 @@ def from_bytes(data: bytes, source: str = "file") -> Container:
     for _, n in entries:
         payloads.append(data[pos:pos + n])
         pos += n
-    try:
-        header = json.loads(payloads[0].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BitstreamError(f"{source} has an unreadable header: {e}") from e
-    if not isinstance(header, dict):
-        raise BitstreamError(f"{source} header is not a JSON object")
+    header = _parse_json(payloads[0], source)
     return Container(header, payloads[1], _unpack_keyframes(payloads[2]))
 
 
@@ -122,11 +149,20 @@ def write_container(path: str | os.PathLike, container: Container, overwrite: bo
 
 
 def read_container(path: str | os.PathLike) -> Container:
+    """Read and verify a .dnerv file (a regular file of at most MAX_FILE_BYTES)."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        with os.fdopen(os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise BitstreamError(f"'{p}' is not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise BitstreamError(f"'{p}' is {info.st_size} bytes, more than a .dnerv file "
+                                     f"may hold ({MAX_FILE_BYTES})")
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
-        raise BitstreamError(f"cannot read '{p}': {e}") from e
+        raise BitstreamError(f"cannot read '{p}': {e.strerror or e}") from e
     return from_bytes(data, f"'{p}'")
 
 

@@ -1,16 +1,13 @@
 """``dnerv-fast encode / decode / eval``: argparse wiring for the codec.
 
-``register(subparsers)`` adds the three commands; each handler returns the exit status and
-turns every :class:`CodecError` into one ``error:`` line on stderr and status 1.
+``register(subparsers)`` adds the three commands; each handler returns the exit status, and
+:func:`dnerv_fast.cli.main` turns every failure into one ``error:`` line.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from typing import TYPE_CHECKING, Callable
-
-from dnerv_fast.codec.errors import CodecError
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dnerv_fast.train.masks import MaskSource
@@ -18,17 +15,6 @@ if TYPE_CHECKING:
 # Spelled out here so that --help never imports torch (see train.distributed, precision).
 DEVICE_CHOICES = ["auto", "cpu", "cuda"]
 DTYPE_CHOICES = ["fp32", "bf16", "fp16"]
-
-
-def _guard(name: str, handler: Callable[[argparse.Namespace], int]
-           ) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except CodecError as e:
-            print(f"dnerv-fast {name}: error: {e}", file=sys.stderr)
-            return 1
-    return run
 
 
 def _masks(args: argparse.Namespace) -> MaskSource | None:
@@ -141,7 +127,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_mask_options(p, "Inpainting: train without seeing the masked pixels (keyframes are "
                          "coded with the holes filled, the loss ignores them). Box settings "
                          "are stored in the file.")
-    p.set_defaults(func=_guard("encode", _encode))
+    p.set_defaults(func=_encode)
 
     p = sub.add_parser("decode", help="decode every video of a .dnerv file",
                        description="Decode to OUT/NAME.mp4 (lossless RGB x264) or OUT/NAME/ PNGs, "
@@ -155,7 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="network precision; bf16/fp16 stay within a few hundredths of a dB of fp32")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(func=_guard("decode", _decode))
+    p.set_defaults(func=_decode)
 
     p = sub.add_parser("eval", help="rate-distortion of a .dnerv file against x264/x265",
                        description="PSNR, MS-SSIM and bpp per video and overall, for the .dnerv "
@@ -172,4 +158,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_mask_options(p, "Also report PSNR inside the holes and outside them. Without these "
                          "options, the box masks stored in the file are used; a file trained "
                          "with mask videos needs --mask-video again.")
-    p.set_defaults(func=_guard("eval", _eval))
+    p.set_defaults(func=_eval)

@@ -35,3 +35,16 @@ class OutputExistsError(CodecError):
 
 class CheckpointError(CodecError):
     """A training checkpoint is missing, unreadable or does not match the run."""
+
+
+class OutputPathError(CodecError):
+    """An output cannot be written where it was asked for (missing or read-only folder, a
+    file where a folder should go, or outputs that would mix with other files)."""
+
+
+class Interrupted(CodecError):
+    """The user interrupted a command (Ctrl-C); the message says what was kept."""
+
+
+class UsageError(CodecError):
+    """An option's value is not allowed (the command line parsed, but asks for the impossible)."""

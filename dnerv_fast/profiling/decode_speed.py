@@ -16,6 +16,7 @@ import torch
 
 from .. import ops
 from ..allocator import heap_setting
+from ..codec.errors import UsageError
 from ..configs import get_config
 from ..model import DNeRV
 from ..precision import DTYPES, parse_dtype
@@ -46,17 +47,24 @@ class ProfileSettings:
     def resolve_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        device = torch.device(self.device)
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise UsageError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but torch sees no CUDA device here")
+            raise UsageError("--device cuda asked for, but torch sees no CUDA device here")
         return device
 
     def validate(self, device: torch.device) -> None:
-        parse_dtype(self.dtype)
+        try:
+            parse_dtype(self.dtype)
+            get_config(self.size)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
         if self.batch < 1 or self.repeats < 1 or self.warmup < 0:
-            raise ValueError("batch and repeats must be >= 1 and warmup >= 0")
+            raise UsageError("batch and repeats must be >= 1 and warmup >= 0")
         if self.cuda_graphs and device.type != "cuda":
-            raise ValueError("--cuda-graphs needs a CUDA device")
+            raise UsageError("--cuda-graphs needs a CUDA device")
 
 
 def _clip_workload(model: DNeRV, batch: int, device: torch.device, dtype: torch.dtype,
