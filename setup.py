@@ -20,7 +20,7 @@ setup(
     package_dir={"dnerv_fast.kernels": "kernels", "dnerv_fast.csrc": "csrc"},
     package_data={"dnerv_fast.csrc": ["*.h", "*.cpp", "*.cu", "*.cuh"]},
     install_requires=[
-        "torch>=2.1,<=2.13.0",  # the local CPU build 2.13.0 satisfies this; nothing newer is fetched
+        "torch>=2.1",  # install the CPU or CUDA build you want first (see the README)
         "numpy>=1.24",
         "ninja>=1.11",
         "av>=12",
@@ -31,7 +31,8 @@ setup(
     ],
     extras_require={
         "triton": ["triton>=3.0"],
-        "test": ["pytest>=9", "pytest-benchmark>=4", "triton>=3.0", "scikit-video>=1.1"],
+        "test": ["pytest>=9", "pytest-benchmark>=4", "triton>=3.0", "scikit-video>=1.1",
+                 "pytorch-msssim>=1.0"],  # MS-SSIM parity (tests/test_metrics.py)
     },
     entry_points={"console_scripts": ["dnerv-fast=dnerv_fast.cli:main"]},
 )

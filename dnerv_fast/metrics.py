@@ -6,13 +6,22 @@ value per frame. SSIM is differentiable: the training loss uses it.
 SSIM follows Wang et al. (2004): 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03,
 data range 1, no padding ("valid" window positions only).
 
-MS-SSIM follows Wang et al. (2003): 5 scales with weights (0.0448, 0.2856, 0.3001, 0.2363,
-0.1333), 2x2 average pooling between scales, contrast-structure terms at the fine scales and
-full SSIM at the coarsest. Small frames: a scale is used only while its shorter side still
-holds the 11x11 window, and the weights of the scales used are renormalised to sum to one.
-For example 176x144 (carphone) uses 4 scales (144, 72, 36, 18 rows); the 5th (9 rows) is
-dropped. Frames smaller than the window fall back to one-scale SSIM with a window shrunk to
-the frame.
+MS-SSIM is pytorch-msssim's ``ms_ssim(x, y, data_range=1)`` (version 1.0, the library
+CompressAI and the D-NeRV authors use), to 1e-6 (tests/test_metrics.py; the same operations
+in the same order, so in practice bit for bit): Wang et
+al. (2003), 5 scales with weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), 2x2 average
+pooling between scales (an odd side first gains a zero row or column at both ends, counted
+in the averages, as in that library), contrast-structure terms at the 4 fine scales and full
+SSIM at the coarsest, each clamped at 0; computed per channel, then averaged over channels.
+
+That library refuses frames with a side under :data:`MS_SSIM_MIN_SIDE` (161 px: the
+coarsest scale must still hold the 11x11 window). Such frames are mirrored first (reflect
+padding, split between both ends, repeated for sides under 55 px) up to 161 px, then measured
+as above: the value is exactly pytorch-msssim's on the padded frames, so anyone can reproduce
+it with that library. This variant is named ``reflect-pad-161`` (``standard`` otherwise) by
+:func:`ms_ssim_variant`, and evaluation outputs carry the name. Padding was chosen over
+dropping coarse scales: the weights and the metric stay the published ones, and no value is
+produced that the reference library cannot produce.
 """
 from __future__ import annotations
 
@@ -23,6 +32,10 @@ WINDOW = 11
 SIGMA = 1.5
 K1, K2 = 0.01, 0.03
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+# pytorch-msssim's smallest accepted side: the 4 halvings leave the window room at the end.
+MS_SSIM_MIN_SIDE = (WINDOW - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1
+MS_SSIM_STANDARD = "standard"
+MS_SSIM_PADDED = f"reflect-pad-{MS_SSIM_MIN_SIDE}"
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -50,7 +63,9 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def _gaussian(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    """Normalised 1-D Gaussian, computed in float32 as pytorch-msssim does (so that MS-SSIM
+    matches it to rounding, also in float64), then cast."""
+    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     g = torch.exp(-(coords ** 2) / (2 * sigma ** 2))
     return (g / g.sum()).to(dtype=dtype, device=device)
 
@@ -107,28 +122,38 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return _ssim_maps(x, y, ssim_window(*x.shape[-2:]))[0]
 
 
-def ms_ssim_scales(height: int, width: int) -> int:
-    """How many of the 5 MS-SSIM scales frames of this size use (see module docstring)."""
-    side, scales = min(height, width), 0
-    while scales < len(MS_SSIM_WEIGHTS) and side >= WINDOW:
-        scales += 1
-        side //= 2
-    return scales
+def ms_ssim_variant(height: int, width: int) -> str:
+    """Name of the MS-SSIM computed on frames of this size (see the module docstring)."""
+    return MS_SSIM_STANDARD if min(height, width) >= MS_SSIM_MIN_SIDE else MS_SSIM_PADDED
+
+
+def pad_for_ms_ssim(x: torch.Tensor) -> torch.Tensor:
+    """Frames [N, C, H, W] mirrored up to :data:`MS_SSIM_MIN_SIDE` along each shorter side.
+
+    A reflection adds at most side - 1 pixels at each end, so small sides take several.
+    """
+    while True:
+        h, w = x.shape[-2:]
+        need_h, need_w = max(MS_SSIM_MIN_SIDE - h, 0), max(MS_SSIM_MIN_SIDE - w, 0)
+        if not (need_h or need_w):
+            return x
+        if min(h, w) < 2:
+            raise ValueError(f"MS-SSIM needs frames of at least 2x2 pixels, got {w}x{h}")
+        ph, pw = min(need_h, 2 * (h - 1)), min(need_w, 2 * (w - 1))
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect")
 
 
 def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """MS-SSIM of each frame [N] of x, y [N, C, H, W] in [0, 1]."""
+    """MS-SSIM of each frame [N] of x, y [N, C, H, W] in [0, 1] (see the module docstring)."""
     _check_frames(x, y)
-    scales = ms_ssim_scales(*x.shape[-2:])
-    if scales == 0:
-        return ssim(x, y)
-    w = torch.tensor(MS_SSIM_WEIGHTS[:scales], dtype=x.dtype, device=x.device)
-    w = w / w.sum()
-    result = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
-    for i in range(scales):
-        full, cs = _ssim_terms(x, y, WINDOW)
-        term = full if i == scales - 1 else cs
-        result = result * term.clamp(min=0) ** w[i]
-        if i < scales - 1:
-            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-    return result
+    x, y = pad_for_ms_ssim(x), pad_for_ms_ssim(y)
+    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=x.dtype, device=x.device)
+    levels = []
+    for i in range(len(MS_SSIM_WEIGHTS)):
+        full, cs = (m.flatten(2).mean(2) for m in _ssim_maps(x, y, WINDOW))  # [N, C]
+        if i < len(MS_SSIM_WEIGHTS) - 1:
+            levels.append(cs.clamp(min=0))
+            odd = [s % 2 for s in x.shape[-2:]]
+            x, y = F.avg_pool2d(x, 2, padding=odd), F.avg_pool2d(y, 2, padding=odd)
+    levels.append(full.clamp(min=0))
+    return (torch.stack(levels) ** weights.view(-1, 1, 1)).prod(0).mean(1)

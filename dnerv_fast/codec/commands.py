@@ -62,9 +62,13 @@ def _decode(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.atomic import check_output
-    from dnerv_fast.codec.evaluate import evaluate
-    from dnerv_fast.codec.report import format_table, write_csv, write_plot
-    for out in (args.csv, args.plot):
+    from dnerv_fast.codec.evaluate import DNERV, evaluate
+    from dnerv_fast.codec.report import format_table, json_path, write_csv, write_json, write_plot
+    outputs = [args.csv, args.plot]
+    if args.json:
+        anchors = args.anchors if args.crf else []
+        outputs += [json_path(args.json, m) for m in (DNERV, *anchors)]
+    for out in outputs:
         if out:
             check_output(out, args.overwrite)
     rows = evaluate(args.input, args.videos, crfs=args.crf, anchors=args.anchors,
@@ -74,6 +78,9 @@ def _eval(args: argparse.Namespace) -> int:
         write_csv(rows, args.csv, args.overwrite)
     if args.plot:
         write_plot(rows, args.plot, args.overwrite)
+    if args.json:
+        for path in write_json(rows, args.json, args.overwrite):
+            print(f"wrote {path}")
     return 0
 
 
@@ -153,6 +160,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="medium", help="x264/x265 preset")
     p.add_argument("--csv", help="write the table as CSV")
     p.add_argument("--plot", help="write a rate-distortion plot (PNG)")
+    p.add_argument("--json", metavar="DIR",
+                   help="write DIR/dnerv.json, DIR/x264.json, DIR/x265.json: each codec's "
+                        "overall points in CompressAI's results format (name, description, "
+                        "results: bpp, psnr-rgb, ms-ssim-rgb), for compressai.utils.plot")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     _add_mask_options(p, "Also report PSNR inside the holes and outside them. Without these "

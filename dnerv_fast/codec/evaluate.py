@@ -2,13 +2,18 @@
 
 For inpainting, rows with method ``holes`` and ``visible`` give the PSNR of the decoded video
 against the original inside the masks and outside them (per frame over the region's pixels,
-averaged over the frames that have such pixels; MS-SSIM is not defined on a region: NaN).
+averaged over the frames that have such pixels; MS-SSIM is not defined on a region: NaN,
+and no variant).
+
+Every row names the MS-SSIM variant its frames got (:func:`dnerv_fast.metrics.ms_ssim_variant`:
+frames under 161 px a side are mirrored up to that size first); an ``ALL`` row over videos of
+both kinds joins the names with ``+``.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -17,17 +22,19 @@ from tqdm import tqdm
 from dnerv_fast.codec.anchors import encode_anchor
 from dnerv_fast.codec.errors import CodecError
 from dnerv_fast.codec.pipeline import Encoded, load, read_sources
-from dnerv_fast.metrics import ms_ssim, psnr
+from dnerv_fast.metrics import ms_ssim, ms_ssim_variant, psnr
 from dnerv_fast.train.masks import MaskSource, masks_from_header, video_holes
 from dnerv_fast.video_io import Video
 
 METRIC_CHUNK = 16  # frames per metric call, to bound memory on large frames
 REGION_METHODS = ("holes", "visible")  # inpainting rows: PSNR inside / outside the masks
+DNERV = "D-NeRV"  # the method name of the file's own rows
 
 
 @dataclass
 class Row:
-    """One rate-distortion point; ``video`` is a name or ``ALL`` (frame-weighted mean)."""
+    """One rate-distortion point; ``video`` is a name or ``ALL`` (frame-weighted mean);
+    ``ms_ssim_variant`` is empty on the region rows, which have no MS-SSIM."""
 
     method: str
     setting: str
@@ -36,6 +43,7 @@ class Row:
     bpp: float
     psnr: float
     ms_ssim: float
+    ms_ssim_variant: str
 
 
 def frame_metrics(decoded: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,15 +74,20 @@ def _mean(values: np.ndarray) -> float:
 
 
 def _row(method: str, setting: str, video: str, bits: float, pixels: int,
-         ps: np.ndarray, ms: np.ndarray) -> Row:
-    return Row(method, setting, video, len(ps), bits / pixels, _mean(ps), _mean(ms))
+         ps: np.ndarray, ms: np.ndarray, variant: str) -> Row:
+    return Row(method, setting, video, len(ps), bits / pixels, _mean(ps), _mean(ms), variant)
+
+
+def join_variants(variants: Iterable[str]) -> str:
+    """The MS-SSIM variant of values pooled over frames of these variants."""
+    return "+".join(sorted(set(variants)))
 
 
 def _overall(per_frame: dict[str, tuple[np.ndarray, np.ndarray]],
-             bits: float, pixels: int, method: str, setting: str) -> Row:
+             bits: float, pixels: int, method: str, setting: str, variant: str) -> Row:
     ps = np.concatenate([p for p, _ in per_frame.values()])
     ms = np.concatenate([m for _, m in per_frame.values()])
-    return _row(method, setting, "ALL", bits, pixels, ps, ms)
+    return _row(method, setting, "ALL", bits, pixels, ps, ms, variant)
 
 
 def _region_rows(regions: dict[str, tuple[np.ndarray, np.ndarray]], bits: list[float],
@@ -86,8 +99,8 @@ def _region_rows(regions: dict[str, tuple[np.ndarray, np.ndarray]], bits: list[f
         for (name, both), b, n in zip(regions.items(), bits, pixels):
             ps = both[side]
             per_frame[name] = (ps, np.full(len(ps), np.nan))
-            rows.append(_row(method, setting, name, b, n, *per_frame[name]))
-        rows.append(_overall(per_frame, file_bits, sum(pixels), method, setting))
+            rows.append(_row(method, setting, name, b, n, *per_frame[name], ""))
+        rows.append(_overall(per_frame, file_bits, sum(pixels), method, setting, ""))
     return rows
 
 
@@ -127,6 +140,8 @@ def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
     shared = encoded.file_bytes - sum(key_bytes)
     rows: list[Row] = []
     setting = _dnerv_setting(encoded.header)
+    variants = {v.name: ms_ssim_variant(v.height, v.width) for v in encoded.videos}
+    all_variant = join_variants(variants.values())
     holes = None if masks is None else video_holes(
         masks, [Video(r.name, f, r.fps) for r, f in zip(refs, frames)])
     per_frame, regions, bits = {}, {}, []
@@ -137,8 +152,9 @@ def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
             regions[v.name] = (region_psnr(decoded, frames[i], holes[i]),
                                region_psnr(decoded, frames[i], ~holes[i]))
         bits.append(8 * (key_bytes[i] + shared * pixels[i] / total))
-        rows.append(_row("D-NeRV", setting, v.name, bits[i], pixels[i], *per_frame[v.name]))
-    rows.append(_overall(per_frame, 8 * encoded.file_bytes, total, "D-NeRV", setting))
+        rows.append(_row(DNERV, setting, v.name, bits[i], pixels[i], *per_frame[v.name],
+                         variants[v.name]))
+    rows.append(_overall(per_frame, 8 * encoded.file_bytes, total, DNERV, setting, all_variant))
     if holes is not None:
         rows += _region_rows(regions, bits, pixels, 8 * encoded.file_bytes, setting)
     jobs = [(a, c) for a in anchors for c in crfs]
@@ -149,7 +165,7 @@ def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
             per_frame[v.name] = frame_metrics(result.frames, f)
             total_bytes += result.bytes
             rows.append(_row(anchor, f"crf {crf} {preset} yuv444p", v.name, 8 * result.bytes,
-                             f[..., 0].size, *per_frame[v.name]))
+                             f[..., 0].size, *per_frame[v.name], variants[v.name]))
         rows.append(_overall(per_frame, 8 * total_bytes, total, anchor,
-                             f"crf {crf} {preset} yuv444p"))
+                             f"crf {crf} {preset} yuv444p", all_variant))
     return rows

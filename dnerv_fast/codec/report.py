@@ -1,23 +1,35 @@
-"""Present evaluation rows: a text table, a CSV file and a rate-distortion plot."""
+"""Present evaluation rows: a text table, a CSV file, a rate-distortion plot and JSON files
+in CompressAI's results shape."""
 from __future__ import annotations
 
 import csv
 import dataclasses
+import json
+import math
 import os
+import re
+from pathlib import Path
 from typing import Sequence
 
-from dnerv_fast.codec.atomic import atomic_path
-from dnerv_fast.codec.evaluate import REGION_METHODS, Row
+from dnerv_fast.codec.atomic import atomic_path, check_output, write_bytes_atomic
+from dnerv_fast.codec.evaluate import REGION_METHODS, Row, join_variants
+from dnerv_fast.metrics import MS_SSIM_MIN_SIDE, MS_SSIM_PADDED
 
 COLUMNS = [f.name for f in dataclasses.fields(Row)]
+PADDED_NOTE = (f"{MS_SSIM_PADDED}: frames under {MS_SSIM_MIN_SIDE} px a side are mirrored up "
+               f"to {MS_SSIM_MIN_SIDE} px before pytorch-msssim's MS-SSIM (see dnerv_fast.metrics)")
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    head = f"{'method':<8} {'setting':<34} {'video':<20} {'frames':>6} {'bpp':>9} {'PSNR':>7} {'MS-SSIM':>8}"
+    """The rows as aligned text, with a note when a row's MS-SSIM is the padded variant."""
+    head = (f"{'method':<8} {'setting':<34} {'video':<20} {'frames':>6} {'bpp':>9} {'PSNR':>7} "
+            f"{'MS-SSIM':>8} {'variant':<15}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.method:<8} {r.setting:<34} {r.video[:20]:<20} {r.frames:>6} "
-                     f"{r.bpp:>9.5f} {r.psnr:>7.3f} {r.ms_ssim:>8.5f}")
+                     f"{r.bpp:>9.5f} {r.psnr:>7.3f} {r.ms_ssim:>8.5f} {r.ms_ssim_variant or '-'}")
+    if any(MS_SSIM_PADDED in r.ms_ssim_variant for r in rows):
+        lines.append(PADDED_NOTE)
     return "\n".join(lines)
 
 
@@ -30,24 +42,31 @@ def write_csv(rows: Sequence[Row], path: str | os.PathLike, overwrite: bool = Fa
                 writer.writerow([getattr(r, c) for c in COLUMNS])
 
 
-def write_plot(rows: Sequence[Row], path: str | os.PathLike, overwrite: bool = False) -> None:
-    """PSNR and MS-SSIM against bpp for the overall (``ALL``) rows of every codec.
+def _curves(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    """The overall (``ALL``) rows of each codec by rate: one rate-distortion curve each.
 
     Inpainting region rows are left out: they share the file's bits, not a rate of their own.
     """
+    overall = [r for r in rows if r.video == "ALL" and r.method not in REGION_METHODS]
+    return {m: sorted((r for r in overall if r.method == m), key=lambda r: r.bpp)
+            for m in dict.fromkeys(r.method for r in overall)}
+
+
+def write_plot(rows: Sequence[Row], path: str | os.PathLike, overwrite: bool = False) -> None:
+    """PSNR and MS-SSIM against bpp for the overall (``ALL``) rows of every codec."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    overall = [r for r in rows if r.video == "ALL" and r.method not in REGION_METHODS]
+    curves = _curves(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for method in dict.fromkeys(r.method for r in overall):
-        pts = sorted((r for r in overall if r.method == method), key=lambda r: r.bpp)
+    for method, pts in curves.items():
         style = "o-" if len(pts) > 1 else "*"
         for ax, metric in zip(axes, ("psnr", "ms_ssim")):
             ax.plot([r.bpp for r in pts], [getattr(r, metric) for r in pts], style,
                     label=method, markersize=10 if style == "*" else 5)
-    for ax, label in zip(axes, ("PSNR (dB, RGB)", "MS-SSIM")):
+    variant = join_variants(r.ms_ssim_variant for pts in curves.values() for r in pts)
+    for ax, label in zip(axes, ("PSNR (dB, RGB)", f"MS-SSIM ({variant})")):
         ax.set_xscale("log")  # neural and classical points can lie decades apart
         ax.set_xlabel("bits per pixel (log scale)")
         ax.set_ylabel(label)
@@ -57,3 +76,47 @@ def write_plot(rows: Sequence[Row], path: str | os.PathLike, overwrite: bool = F
     with atomic_path(path, overwrite) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
+
+
+def json_path(folder: str | os.PathLike, method: str) -> Path:
+    """``FOLDER/<method>.json``, the method lower-cased without punctuation (``dnerv.json``)."""
+    return Path(folder) / f"{re.sub(r'[^a-z0-9]+', '', method.lower())}.json"
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN or infinity: such a value is written as null."""
+    return value if math.isfinite(value) else None
+
+
+def compressai_results(rows: Sequence[Row]) -> dict[str, dict]:
+    """One CompressAI results object per codec, by method: ``name``, ``description``,
+    ``ms-ssim-variant`` and ``results`` (``bpp``, ``psnr-rgb``, ``ms-ssim-rgb``: one value
+    per point of its overall curve, by rate)."""
+    out = {}
+    for method, pts in _curves(rows).items():
+        variant = join_variants(r.ms_ssim_variant for r in pts)
+        settings = "; ".join(dict.fromkeys(r.setting for r in pts))
+        out[method] = {
+            "name": method,
+            "description": f"{method} ({settings}), {pts[0].frames} frames, RGB PSNR and "
+                           f"MS-SSIM ({variant}) by dnerv_fast eval",
+            "ms-ssim-variant": variant,
+            "results": {"bpp": [r.bpp for r in pts],
+                        "psnr-rgb": [_finite(r.psnr) for r in pts],
+                        "ms-ssim-rgb": [_finite(r.ms_ssim) for r in pts]},
+        }
+    return out
+
+
+def write_json(rows: Sequence[Row], folder: str | os.PathLike, overwrite: bool = False
+               ) -> list[Path]:
+    """Write :func:`compressai_results` as one file per codec under ``folder`` (what
+    ``python -m compressai.utils.plot -f FILE...`` reads: one curve per file); each file is
+    written atomically. Returns the paths written."""
+    results = compressai_results(rows)
+    paths = [json_path(folder, m) for m in results]
+    for p in paths:
+        check_output(p, overwrite)
+    for p, obj in zip(paths, results.values()):
+        write_bytes_atomic(p, (json.dumps(obj, indent=2) + "\n").encode(), overwrite)
+    return paths

@@ -1,15 +1,26 @@
 """Build the C++/CUDA extensions on first use (ninja via torch.utils.cpp_extension.load).
 
 Sources live in the installed package ``dnerv_fast.csrc``. Each extension is built once per
-process (and cached on disk by torch across processes, rebuilt when a source or flag changes).
+install and toolchain into its own folder, ``ROOT/NAME-KEY``: ROOT is ``$DNERV_FAST_BUILD_DIR``
+when set, else ``$XDG_CACHE_HOME/dnerv_fast`` (``~/.cache/dnerv_fast``), and KEY hashes
+what the binary depends on (see :func:`build_key`). Installs and venvs therefore never
+rebuild each other, as they did in torch's one shared ``~/.cache/torch_extensions``. Old
+folders are never read again once a key changes; deleting ROOT is always safe.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
+from typing import Mapping, Sequence
+
+BUILD_DIR_ENV = "DNERV_FAST_BUILD_DIR"
+HEADER_SUFFIXES = (".h", ".cuh")  # any source may include any of them
 
 
 def source_dir() -> Path:
@@ -19,25 +30,85 @@ def source_dir() -> Path:
     return Path(dnerv_fast.csrc.__file__).resolve().parent
 
 
+def build_root() -> Path:
+    """Folder holding one build folder per extension and key (see the module docstring)."""
+    override = os.environ.get(BUILD_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "dnerv_fast"
+
+
+def _host_cpu() -> str:
+    """The CPU's feature flags: -march=native binaries must not move to an older CPU (a
+    home folder shared by several machines)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return ""
+
+
+def toolchain() -> dict[str, str]:
+    """What, besides sources and flags, a built extension depends on."""
+    import torch
+
+    return {"torch": torch.__version__, "cuda": str(torch.version.cuda),
+            "python": sys.implementation.cache_tag, "cxx": os.environ.get("CXX", ""),
+            "cuda_arch": os.environ.get("TORCH_CUDA_ARCH_LIST", ""), "cpu": _host_cpu()}
+
+
+def build_key(name: str, src: Path, sources: Sequence[str], flags: Sequence[Sequence[str]],
+              tools: Mapping[str, str]) -> str:
+    """Short hex digest of the extension name, the source folder's path (one key per
+    install), the contents of its ``sources`` and of every header in the folder, the
+    compiler and linker flags and the toolchain (:func:`toolchain`)."""
+    h = hashlib.sha256(json.dumps([name, str(src), [list(f) for f in flags],
+                                   sorted(tools.items())]).encode())
+    headers = [p for p in src.iterdir() if p.suffix in HEADER_SUFFIXES]
+    for path in sorted({*headers, *(src / s for s in sources)}):
+        data = path.read_bytes()
+        h.update(f"\0{path.name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()[:16]
+
+
 def _build(name: str, sources: list[str], *, extra_cflags: list[str],
            extra_cuda_cflags: list[str] | None = None, extra_ldflags: list[str] | None = None,
            what: str) -> ModuleType:
-    from torch.utils.cpp_extension import load
+    """Load the extension from its build folder, compiling it there first if needed.
+
+    The "compiling" line is printed only when the folder holds no built library yet: its
+    key covers sources and flags, so a library there is up to date (ninja still checks).
+    """
+    from torch.utils.cpp_extension import LIB_EXT, load
 
     src = source_dir()
     missing = [s for s in sources if not (src / s).is_file()]
     if missing:
         raise FileNotFoundError(f"missing sources in {src}: {', '.join(missing)}")
-    print(f"dnerv_fast: compiling the {what} kernels (first use, ~1 min)...", file=sys.stderr, flush=True)
-    return load(
+    flags = [extra_cflags, extra_cuda_cflags or [], extra_ldflags or []]
+    directory = build_root() / f"{name}-{build_key(name, src, sources, flags, toolchain())}"
+    directory.mkdir(parents=True, exist_ok=True)
+    compiling = not (directory / f"{name}{LIB_EXT}").is_file()
+    if compiling:
+        print(f"dnerv_fast: compiling the {what} kernels into {directory} (once per install "
+              f"and torch version; a minute or more)...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    module = load(
         name=name,
         sources=[str(src / s) for s in sources],
         extra_include_paths=[str(src)],
         extra_cflags=extra_cflags,
         extra_cuda_cflags=extra_cuda_cflags,
         extra_ldflags=extra_ldflags,
+        build_directory=str(directory),
         verbose=os.environ.get("DNERV_FAST_VERBOSE_BUILD") == "1",
     )
+    if compiling:
+        print(f"dnerv_fast: compiled the {what} kernels in {time.perf_counter() - start:.0f} s",
+              file=sys.stderr, flush=True)
+    return module
 
 
 @functools.lru_cache(maxsize=None)

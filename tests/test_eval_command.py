@@ -1,0 +1,35 @@
+"""``dnerv-fast eval --json``: CompressAI results files from a real .dnerv file."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dnerv_fast.cli import main
+from dnerv_fast.codec.pipeline import encode
+from dnerv_fast.codec.report import PADDED_NOTE
+from dnerv_fast.synthetic import moving_pattern
+from dnerv_fast.video_io import write_video
+
+
+def test_eval_command_writes_json_and_names_the_variant(tmp_path, capsys):
+    video = moving_pattern(9, 64, 64, name="clip")
+    src = write_video(video.frames, tmp_path / "clip.mp4")
+    path = tmp_path / "clip.dnerv"
+    encode([src], path, epochs=1, batch_size=3, progress=False)
+    out = tmp_path / "rd"
+    assert main(["eval", str(path), str(src), "--anchors", "x264", "--crf", "40",
+                 "--json", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert PADDED_NOTE in printed and f"wrote {out / 'x264.json'}" in printed
+    dnerv = json.loads((out / "dnerv.json").read_text())
+    assert dnerv["ms-ssim-variant"] == "reflect-pad-161"
+    assert dnerv["results"]["bpp"] == [pytest.approx(8 * path.stat().st_size / (64 * 64 * 9))]
+    assert 0 < dnerv["results"]["ms-ssim-rgb"][0] < 1
+    assert sorted(p.name for p in out.iterdir()) == ["dnerv.json", "x264.json"]
+    # an existing output is refused before any work, with nothing written
+    stamp = (out / "x264.json").stat().st_mtime_ns
+    assert main(["eval", str(path), str(src), "--anchors", "x264", "--crf", "40",
+                 "--json", str(out), "-q"]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "x264.json").stat().st_mtime_ns == stamp
