@@ -17,7 +17,7 @@ from dnerv_fast.codec.errors import UsageError
 DEMO_LR = 5e-3
 
 
-def run(args: argparse.Namespace) -> int:
+def run_demo(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.evaluate import evaluate
     from dnerv_fast.codec.pipeline import decode, encode
     from dnerv_fast.codec.report import format_table, write_csv, write_plot
@@ -53,15 +53,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="encode, decode and evaluate a generated clip end to end",
-                       description="Generate a short 128x96 clip, encode it into a .dnerv file "
-                                   "with the tiny configuration, decode it, and compare it with "
-                                   "x264/x265. Everything is written under --workdir.")
+def demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Generate a short 128x96 clip, encode it into a .dnerv file with the tiny "
+                     "configuration, decode it, and compare it with x264/x265. Everything is "
+                     "written under --workdir; --overwrite replaces only the demo's own files.")
     p.add_argument("--workdir", type=Path, default=Path("dnerv-demo"), help="folder for all outputs")
     p.add_argument("--frames", type=int, default=24, help="frames to generate")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into an existing --workdir, replacing only the demo's own files")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    p.add_argument("--epochs", type=int, default=40, help="training epochs")

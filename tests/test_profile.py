@@ -3,7 +3,7 @@ import json
 import pytest
 
 from dnerv_fast.cli import main
-from dnerv_fast.profiling import ProfileSettings, run_profile
+from dnerv_fast.profiling.decode_speed import ProfileSettings, run_profile
 
 
 def test_profile_tiny_on_cpu_reports_fps_memory_and_breakdown():

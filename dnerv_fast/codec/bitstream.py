@@ -66,9 +66,21 @@ def _unpack_keyframes(data: bytes) -> list[bytes]:
     return out
 
 
+def _header_bytes(header: dict[str, Any]) -> bytes:
+    return json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+
+
+def section_sizes(container: Container) -> dict[str, int]:
+    """Bytes of the file by part: framing (magic, version, table, CRC), header, weights,
+    keyframes (their length fields included); they add up to the size :func:`to_bytes` gives."""
+    return {"framing": _PRELUDE.size + len(SECTIONS) * _ENTRY.size + _CRC.size,
+            "header": len(_header_bytes(container.header)), "weights": len(container.weights),
+            "keyframes": len(_pack_keyframes(container.keyframes))}
+
+
 def to_bytes(container: Container) -> bytes:
     """Serialise a container (header JSON is written compactly, keys sorted)."""
-    head = json.dumps(container.header, separators=(",", ":"), sort_keys=True).encode()
+    head = _header_bytes(container.header)
     payloads = [head, container.weights, _pack_keyframes(container.keyframes)]
     table = b"".join(_ENTRY.pack(tag, len(p)) for tag, p in zip(SECTIONS, payloads))
     body = _PRELUDE.pack(MAGIC, FORMAT_VERSION, len(SECTIONS)) + table + b"".join(payloads)

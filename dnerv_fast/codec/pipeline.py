@@ -13,7 +13,7 @@ import torch
 from dnerv_fast.codec.atomic import (atomic_dir, check_file_output, check_folder_output,
                                      check_replaceable)
 from dnerv_fast.codec.bitstream import (FORMAT_VERSION, Container, bits_per_pixel,
-                                        read_container, write_container)
+                                        read_container, section_sizes, write_container)
 from dnerv_fast.codec.errors import (BitstreamError, CodecError, Interrupted, OutputExistsError,
                                      OutputPathError, UsageError)
 from dnerv_fast.codec.header import FORMAT_NAME, keyframe_count, parse_header
@@ -165,7 +165,7 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, siz
         size_bytes = dist.on_main(write)
     for v in prepared:
         v.frames = v.visible = None
-    return Encoded(model, prepared, header, size_bytes, _section_sizes(container))
+    return Encoded(model, prepared, header, size_bytes, section_sizes(container))
 
 
 def _resume_hint(ckpt: Path) -> str:
@@ -174,10 +174,6 @@ def _resume_hint(ckpt: Path) -> str:
                 f"--resume to continue")
     return ("interrupted; no checkpoint was saved yet (--checkpoint-every N saves one every "
             "N epochs, and --resume continues from it)")
-
-
-def _section_sizes(c: Container) -> dict[str, int]:
-    return {"weights": len(c.weights), "keyframes": sum(len(k) for k in c.keyframes)}
 
 
 def _model_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -211,7 +207,7 @@ def load(path: str | os.PathLike) -> Encoded:
         videos.append(restore_video(v.name, v.height, v.width, v.frames, v.fps, config,
                                     head.keyframe_codec, container.keyframes[pos:pos + count]))
         pos += count
-    return Encoded(model, videos, head.raw, Path(path).stat().st_size, _section_sizes(container))
+    return Encoded(model, videos, head.raw, Path(path).stat().st_size, section_sizes(container))
 
 
 def decode(path: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "mp4",
