@@ -62,16 +62,15 @@ def run_decode(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from dnerv_fast.codec.atomic import check_output
+    from dnerv_fast.codec.atomic import check_file_output
     from dnerv_fast.codec.evaluate import DNERV, evaluate
-    from dnerv_fast.codec.report import format_table, json_path, write_csv, write_json, write_plot
-    outputs = [args.csv, args.plot]
-    if args.json:
-        anchors = args.anchors if args.crf else []
-        outputs += [json_path(args.json, m) for m in (DNERV, *anchors)]
-    for out in outputs:
+    from dnerv_fast.codec.report import (check_json_outputs, format_table, write_csv, write_json,
+                                         write_plot)
+    for out in (args.csv, args.plot):
         if out:
-            check_output(out, args.overwrite)
+            check_file_output(out, args.overwrite)
+    if args.json:
+        check_json_outputs(args.json, [DNERV, *(args.anchors if args.crf else [])], args.overwrite)
     rows = evaluate(args.input, args.videos, crfs=args.crf, anchors=args.anchors,
                     preset=args.preset, progress=not args.quiet, masks=_masks(args))
     print(format_table(rows))
