@@ -54,6 +54,10 @@ def run_profile_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _noisy(stats: dict[str, Any]) -> str:
+    return f"  NOISY ({stats['iqr_ms'] / stats['median_ms']:.0%})" if stats["noisy"] else ""
+
+
 def format_report(r: dict[str, Any]) -> str:
     s = r["settings"]
     lines = [f"D-NeRV {s['size']} on {r['device']}: backend {r['backend']}, {s['dtype']}"
@@ -61,11 +65,17 @@ def format_report(r: dict[str, Any]) -> str:
              f"batch {s['batch']} clip(s)",
              f"{'workload':<28}{'median ms':>11}{'IQR ms':>9}{'FPS':>10}"]
     c = r["clip"]
-    lines.append(f"{'clips (patch frames)':<28}{c['median_ms']:>11.2f}{c['iqr_ms']:>9.2f}{c['fps']:>10.1f}")
+    lines.append(f"{'clips (patch frames)':<28}{c['median_ms']:>11.2f}{c['iqr_ms']:>9.2f}"
+                 f"{c['fps']:>10.1f}{_noisy(c)}")
     if "full_frame" in r:
         f = r["full_frame"]
         label = f"full {f['size'][0]}x{f['size'][1]} ({f['patches']} patches)"
-        lines.append(f"{label:<28}{f['median_ms']:>11.2f}{f['iqr_ms']:>9.2f}{f['fps']:>10.2f}")
+        lines.append(f"{label:<28}{f['median_ms']:>11.2f}{f['iqr_ms']:>9.2f}{f['fps']:>10.2f}"
+                     f"{_noisy(f)}")
+    if c["noisy"] or r.get("full_frame", {}).get("noisy"):
+        from .timing import NOISY_IQR_SHARE
+        lines.append(f"NOISY: an IQR above {NOISY_IQR_SHARE:.0%} of its median; do not quote it. "
+                     f"Rerun on a quiet machine, or with more --repeats.")
     lines.append("memory: " + ", ".join(f"{k} {v:.0f}" for k, v in r["memory"].items())
                  + f"; malloc {r['malloc']}")
     if "vs_fp32_reference" in r:

@@ -143,16 +143,18 @@ def run_profile(settings: ProfileSettings, progress: Callable[[str], None] = lam
         decoder = build_decoder(model, settings, example)
         reset_peak_memory(device)
         progress("timing 256x320-patch clips" if model.config.patch_size == (256, 320) else "timing clips")
-        clip_times = time_repeats(lambda: decoder(*example), device, settings.warmup, settings.repeats)
+        clip_times = time_repeats(lambda: decoder(*example), device, settings.warmup,
+                                  settings.repeats, progress)
         clip = summarize(clip_times)
         result["clip"] = {**clip, "frames_per_call": settings.batch * T,
                           "fps": settings.batch * T / (clip["median_ms"] / 1e3)}
         result["fps"] = result["clip"]["fps"]
         if settings.frame_size is not None:
             progress(f"timing full {settings.frame_size[0]}x{settings.frame_size[1]} frames")
-            result["full_frame"] = _full_frames(decoder, example, model, settings, device)
+            result["full_frame"] = _full_frames(decoder, example, model, settings, device, progress)
         result["memory"] = peak_memory_mb(device)
         if reference_model is not None:
+            progress("comparing with the fp32 reference backend")
             with ops.use_backend("reference"):
                 expected = reference_model.decode_clips(*(x.float() if x.is_floating_point() else x for x in example))
             got = decoder(*example).float()
@@ -165,7 +167,8 @@ def run_profile(settings: ProfileSettings, progress: Callable[[str], None] = lam
 
 
 def _full_frames(decoder: Decoder, example: tuple[torch.Tensor, ...], model: DNeRV,
-                 settings: ProfileSettings, device: torch.device) -> dict[str, Any]:
+                 settings: ProfileSettings, device: torch.device,
+                 progress: Callable[[str], None]) -> dict[str, Any]:
     """Decode the same clips for every patch of a frame grid, stitch, quantise to 8 bits."""
     height, width = settings.frame_size
     grid = patch_grid(height, width, model.config.patch_size)
@@ -175,7 +178,8 @@ def _full_frames(decoder: Decoder, example: tuple[torch.Tensor, ...], model: DNe
         patches = patches.transpose(2, 3).flatten(1, 2)                        # [P, B*T, 3, ph, pw]
         return stitch(patches, grid).mul(255).round_().to(torch.uint8)
 
-    stats = summarize(time_repeats(frames, device, min(settings.warmup, 1), settings.repeats))
+    stats = summarize(time_repeats(frames, device, min(settings.warmup, 1), settings.repeats,
+                                   progress))
     n = settings.batch * model.config.clip_len
     return {**stats, "size": [height, width], "patches": grid.count, "frames_per_call": n,
             "fps": n / (stats["median_ms"] / 1e3)}

@@ -175,12 +175,14 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
     net = dist.wrap(ClipDecoder(model))
     progress = progress and dist.is_main
     model.train()
+    # One bar over every step left, so that its rate and ETA are those of the whole run.
+    bar = tqdm(total=(settings.epochs - first) * steps, unit="step", disable=not progress,
+               leave=False)
     for epoch in range(first, settings.epochs):
         order = torch.randperm(len(refs), generator=sampler).tolist()
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not progress,
-                   leave=False)
+        bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
         loss_sum, psnr_sum, frames = 0.0, 0.0, 0
-        for step in bar:
+        for step in range(steps):
             lr = learning_rate((epoch + step / steps) / settings.epochs, settings.lr,
                                settings.warmup)
             for group in optimizer.param_groups:
@@ -197,16 +199,19 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
             loss_sum += done.loss * done.frames
             psnr_sum += done.psnr_sum
             frames += done.frames
-            bar.set_postfix(loss=f"{done.loss:.4f}", psnr=f"{psnr_sum / max(frames, 1):.2f}",
-                            lr=f"{lr:.2e}")
+            bar.set_postfix(loss=f"{done.loss:.4f}", patch_psnr=f"{psnr_sum / max(frames, 1):.2f}",
+                            lr=f"{lr:.2e}", refresh=False)
+            bar.update()
         frames = max(frames, 1)
         history.append({"epoch": epoch + 1, "loss": loss_sum / frames, "psnr": psnr_sum / frames})
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{settings.epochs}: loss {loss_sum / frames:.4f}, "
-                       f"PSNR {psnr_sum / frames:.2f} dB")
+                       f"PSNR {psnr_sum / frames:.2f} dB on the training patches (float "
+                       f"weights, before quantisation)")
         last = epoch + 1 == settings.epochs
         if checkpoint is not None and dist.is_main and \
                 (last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0)):
             save_checkpoint(checkpoint, model, optimizer, epoch + 1, fingerprint, sampler, history)
+    bar.close()
     model.eval()
     return history
