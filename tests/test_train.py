@@ -12,7 +12,7 @@ from dnerv_fast.train import TrainSettings, prepare_video, train
 from dnerv_fast.train.data import ClipRef, all_clips, keyframe_images, make_batch
 from dnerv_fast.train.forward import run_batch
 from dnerv_fast.train.loss import reconstruction_loss
-from dnerv_fast.train.schedule import learning_rate
+from dnerv_fast.train.lr_schedule import learning_rate
 from dnerv_fast.synthetic import moving_pattern
 
 

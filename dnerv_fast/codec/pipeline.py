@@ -93,7 +93,7 @@ def _prepare(sources: list[Video], config: ModelConfig, codec: str, quality: int
     return prepared
 
 
-def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, size: str = "tiny",
+def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, size: str = "tiny",
            epochs: int = 100, keyframe_codec: str = "webp", keyframe_quality: int | None = None,
            bits: int = 8, prune: float = 0.0, batch_size: int = 8, lr: float = 5e-4,
            loss: str = "uvg", seed: int = 0, max_frames: int | None = None,
@@ -101,6 +101,15 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, siz
            overwrite: bool = False, progress: bool = True, device: str = "auto",
            masks: MaskSource | None = None) -> Encoded:
     """Train one D-NeRV on ``videos`` and write everything needed to decode them to ``out_path``.
+
+    ``videos``: video files (anything PyAV reads) or folders of frames; ``out_path``: the
+    ``.dnerv`` file (its folder must exist). The rest mirror ``dnerv-fast encode``:
+    ``size`` a named configuration (:data:`dnerv_fast.configs.CONFIGS`); ``epochs``,
+    ``batch_size`` (clips per step), ``lr`` (peak, warm-up then cosine), ``loss`` (``uvg`` or
+    ``ucf101``) and ``seed`` the training; ``keyframe_codec`` / ``keyframe_quality`` the
+    keyframes' intra codec (:mod:`.keyframes`); ``bits`` (4..8) and ``prune`` (a fraction)
+    the weights; ``max_frames`` keeps only the first frames of each video; ``overwrite``
+    replaces an existing output; ``progress`` shows bars.
 
     Training checkpoints go to ``<out_path>.ckpt`` (every ``checkpoint_every`` epochs and at
     the end; ``resume`` continues from it) and are removed once the file is written, unless
@@ -210,7 +219,7 @@ def load(path: str | os.PathLike) -> Encoded:
     return Encoded(model, videos, head.raw, Path(path).stat().st_size, section_sizes(container))
 
 
-def decode(path: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "mp4",
+def decode(path: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: str = "mp4",
            overwrite: bool = False, progress: bool = True, device: str = "auto",
            dtype: str = "fp32") -> list[Path]:
     """Decode every video of a .dnerv file into ``out_dir`` (``NAME.mp4`` or ``NAME/`` PNGs).

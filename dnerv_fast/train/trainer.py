@@ -27,7 +27,7 @@ from dnerv_fast.train.data import Batch, ClipRef, PreparedVideo, all_clips, make
 from dnerv_fast.train.distributed import Distributed
 from dnerv_fast.train.forward import ClipDecoder, run_batch
 from dnerv_fast.train.loss import LossSums, check_loss, loss_sums, masked_frames
-from dnerv_fast.train.schedule import learning_rate
+from dnerv_fast.train.lr_schedule import learning_rate
 
 
 # AdamW steps every weight by about lr at first: a rate near 1 destroys any network here.
