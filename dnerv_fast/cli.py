@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every failure ends in one ``error:`` line on stderr and the exit
     status of the parser's epilog; argparse itself exits 2 on a bad command line."""
     from .allocator import keep_large_blocks_on_heap
-    from .codec.errors import CodecError, Interrupted
+    from .errors import CodecError, Interrupted
     args = build_parser().parse_args(argv)
     try:
         keep_large_blocks_on_heap()

@@ -108,8 +108,9 @@ class ModelConfig:
         if any(p % factor or p < factor for p in self.patch_size):
             raise ValueError(f"patch_size {self.patch_size} must be a positive multiple of the "
                              f"total stride {factor} in each side")
-        if max(self.stage_widths()) > MAX_WIDTH:
-            raise ValueError(f"decoder widths {self.stage_widths()} exceed {MAX_WIDTH}")
+        widths = self.stage_widths()
+        if not 1 <= min(widths) <= max(widths) <= MAX_WIDTH:
+            raise ValueError(f"decoder widths {widths} must be in 1..{MAX_WIDTH}")
 
     @property
     def total_stride(self) -> int:

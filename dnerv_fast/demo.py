@@ -9,8 +9,8 @@ import argparse
 import time
 from pathlib import Path
 
-from dnerv_fast.codec.atomic import atomic_dir
-from dnerv_fast.codec.errors import UsageError
+from dnerv_fast.atomic import atomic_dir
+from dnerv_fast.errors import UsageError
 
 # The paper's 5e-4 is tuned for 1600 epochs; a 40-epoch demo on a tiny model learns far more
 # with 10x that (measured on the demo clip: 20.7 dB at 5e-4, 23.9 dB at 5e-3).

@@ -15,8 +15,8 @@ import av
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dnerv_fast.codec.atomic import atomic_dir, atomic_path
-from dnerv_fast.codec.errors import VideoReadError, VideoWriteError
+from dnerv_fast.atomic import atomic_dir, atomic_path
+from dnerv_fast.errors import VideoReadError, VideoWriteError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_FPS = 25.0

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from hostile_files import small_container  # noqa: E402
 
 from dnerv_fast.codec.bitstream import Container, to_bytes  # noqa: E402
-from dnerv_fast.codec.errors import CodecError  # noqa: E402
+from dnerv_fast.errors import CodecError  # noqa: E402
 from dnerv_fast.codec.pipeline import load  # noqa: E402
 
 ADDRESS_LIMIT = 8 << 30   # about 5 GiB of address space is taken by torch and its threads
@@ -148,12 +148,23 @@ def decode_all(path: Path) -> None:
     load(path).render(0)
 
 
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run(seed: int, count: int) -> dict[str, Any]:
+    """Decode every case; the summary's ``growth_mib`` is how far the peak memory rose above
+    that of decoding the valid file, and ``largest`` the case that raised it most."""
     outcomes: dict[str, int] = {"error": 0, "ok": 0, "bug": 0, "slow": 0}
     problems = []
+    largest = (0.0, "")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "case.dnerv"
+        path.write_bytes(to_bytes(small_container()))
+        decode_all(path)
+        baseline = _peak_mib()
         for what, data in make_cases(seed, count):
+            before = _peak_mib()
             path.write_bytes(data)
             start = time.perf_counter()
             try:
@@ -170,9 +181,10 @@ def run(seed: int, count: int) -> dict[str, Any]:
                 outcome = "slow"
                 problems.append(f"{what}: took {time.perf_counter() - start:.1f} s")
             outcomes[outcome] += 1
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            largest = max(largest, (_peak_mib() - before, what))
     return {"seed": seed, "cases": count, "outcomes": outcomes, "problems": problems,
-            "peak_rss_mib": peak_mib}
+            "baseline_mib": baseline, "growth_mib": _peak_mib() - baseline,
+            "largest": {"mib": largest[0], "case": largest[1]}}
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dnerv_fast.codec.errors import KeyframeCodecError
+from dnerv_fast.errors import KeyframeCodecError
 from dnerv_fast.codec.keyframes import CODECS, decode_keyframe, encode_keyframe, get_codec
 from dnerv_fast.video_io import read_video
 

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dnerv_fast import DNeRVDataset
-from dnerv_fast.codec.errors import BitstreamError, CodecError
+from dnerv_fast.errors import BitstreamError, CodecError
 from dnerv_fast.codec.pipeline import encode, load
 from dnerv_fast.synthetic import moving_pattern
 from dnerv_fast.video_io import write_video

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from dnerv_fast.codec.errors import OutputExistsError
+from dnerv_fast.errors import OutputExistsError
 from dnerv_fast.codec.evaluate import Row
 from dnerv_fast.codec.report import (PADDED_NOTE, compressai_results, format_table, json_path,
                                      write_csv, write_json)

@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from checkpoint_hooks import copy_checkpoint_after
-from dnerv_fast.codec.errors import CheckpointError, CodecError
+from dnerv_fast.errors import CheckpointError, CodecError
 from dnerv_fast.codec.keyframes import encode_keyframe
 from dnerv_fast.model.dnerv import DNeRV
-from dnerv_fast.train import TrainSettings, prepare_video, train
-from dnerv_fast.train.data import ClipRef, all_clips, keyframe_images, make_batch
-from dnerv_fast.train.forward import run_batch
+from dnerv_fast.clips.data import prepare_video
+from dnerv_fast.train import TrainSettings, train
+from dnerv_fast.clips.data import ClipRef, all_clips, keyframe_images, make_batch
+from dnerv_fast.clips.decoder import run_batch
 from dnerv_fast.train.loss import reconstruction_loss
 from dnerv_fast.train.lr_schedule import learning_rate
 from dnerv_fast.synthetic import moving_pattern

@@ -18,9 +18,9 @@ import torch
 
 from dnerv_fast.cli import main
 from dnerv_fast.codec import pipeline
-from dnerv_fast.codec.atomic import atomic_dir, write_bytes_atomic
+from dnerv_fast.atomic import atomic_dir, write_bytes_atomic
 from dnerv_fast.codec.bitstream import to_bytes
-from dnerv_fast.codec.errors import BitstreamError, CheckpointError, QuantizationError
+from dnerv_fast.errors import BitstreamError, CheckpointError, QuantizationError
 from dnerv_fast.codec.header import keyframe_count
 from dnerv_fast.codec.names import safe_names
 from dnerv_fast.codec.weights import quantize_state_dict
@@ -32,6 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hostile_files import SMALL, small_container, with_header, write  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+# Hostile files may declare legitimate but heavy content (a large patch for a small video);
+# no case may make decoding take this much more memory than decoding the valid file does.
+MAX_FUZZ_GROWTH_MIB = 768
 
 
 @pytest.fixture(scope="module")
@@ -355,7 +358,7 @@ def test_model_config_bounds():
     for bad in [dict(fc_dim=0), dict(fc_dim=2.5), dict(fc_dim=True), dict(clip_len=1),
                 dict(strides=[]), dict(strides=[2] * 9), dict(patch_size=[64]),
                 dict(embed_levels=2000), dict(expansion=float("inf")), dict(std=[1, 1, 0]),
-                dict(mean=[0.5, 0.5])]:
+                dict(mean=[0.5, 0.5]), dict(expansion=1e-300)]:
         with pytest.raises(ValueError):
             ModelConfig(**{**CONFIGS["tiny"].to_dict(), **bad})
     assert ModelConfig.from_dict(SMALL.to_dict()) == SMALL
@@ -372,4 +375,4 @@ def test_fuzz_hostile_files_end_in_an_error_or_a_valid_decode():
     assert summary["problems"] == [] and summary["outcomes"]["bug"] == 0, summary["problems"]
     assert summary["outcomes"]["slow"] == 0
     assert summary["outcomes"]["error"] > 100 and summary["outcomes"]["ok"] > 0
-    assert summary["peak_rss_mib"] < 1024, summary
+    assert summary["growth_mib"] < MAX_FUZZ_GROWTH_MIB, summary

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dnerv_fast.codec.errors import (OutputExistsError, OutputPathError, VideoReadError,
+from dnerv_fast.errors import (OutputExistsError, OutputPathError, VideoReadError,
                                      VideoWriteError)
 from dnerv_fast.video_io import read_video, write_video
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnerv_fast.codec.atomic import write_bytes_atomic
-from dnerv_fast.codec.errors import BitstreamError
+from dnerv_fast.atomic import write_bytes_atomic
+from dnerv_fast.errors import BitstreamError
 
 MAGIC = b"DNERVF\x1a\n"
 FORMAT_VERSION = 1

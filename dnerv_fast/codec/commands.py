@@ -62,7 +62,7 @@ def run_decode(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from dnerv_fast.codec.atomic import check_file_output
+    from dnerv_fast.atomic import check_file_output
     from dnerv_fast.codec.evaluate import DNERV, evaluate
     from dnerv_fast.codec.report import (check_json_outputs, format_table, write_csv, write_json,
                                          write_plot)

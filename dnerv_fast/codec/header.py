@@ -14,7 +14,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from dnerv_fast.codec.errors import BitstreamError
+from dnerv_fast.errors import BitstreamError
 from dnerv_fast.codec.keyframes import CODECS
 from dnerv_fast.codec.quantize import MAX_BITS, MIN_BITS
 from dnerv_fast.configs import ModelConfig

@@ -10,11 +10,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dnerv_fast.codec.atomic import (atomic_dir, check_file_output, check_folder_output,
+from dnerv_fast.atomic import (atomic_dir, check_file_output, check_folder_output,
                                      check_replaceable)
 from dnerv_fast.codec.bitstream import (FORMAT_VERSION, Container, bits_per_pixel,
                                         read_container, section_sizes, write_container)
-from dnerv_fast.codec.errors import (BitstreamError, CodecError, Interrupted, OutputExistsError,
+from dnerv_fast.errors import (BitstreamError, CodecError, Interrupted, OutputExistsError,
                                      OutputPathError, UsageError)
 from dnerv_fast.codec.header import FORMAT_NAME, keyframe_count, parse_header
 from dnerv_fast.codec.keyframes import encode_keyframe, get_codec
@@ -25,9 +25,10 @@ from dnerv_fast.codec.weights import (dequantize_state_dict, pack_weights, quant
                                       unpack_weights)
 from dnerv_fast.configs import ModelConfig, get_config
 from dnerv_fast.model.dnerv import DNeRV
-from dnerv_fast.train.data import PreparedVideo, keyframe_images, prepare_video, restore_video
+from dnerv_fast.clips.data import PreparedVideo, keyframe_images, prepare_video, restore_video
 from dnerv_fast.precision import parse_dtype
-from dnerv_fast.train.distributed import Distributed, resolve_device, session
+from dnerv_fast.devices import resolve_device
+from dnerv_fast.train.distributed import Distributed, session
 from dnerv_fast.train.masks import MaskSource, fill_holes, video_holes
 from dnerv_fast.train.trainer import TrainSettings, train
 from dnerv_fast.video_io import Video, png_names, read_video, write_video
@@ -227,7 +228,7 @@ def decode(path: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: str = "m
     mp4 output is lossless (see :mod:`dnerv_fast.video_io`). Names stored in the file become
     safe file names (:mod:`.names`). A new folder appears only when every video is written;
     with ``overwrite`` an existing folder gains the decoded videos and keeps its other files
-    (:func:`~dnerv_fast.codec.atomic.atomic_dir`). ``device`` (``auto``, ``cpu``, ``cuda``) and ``dtype`` (``fp32``,
+    (:func:`~dnerv_fast.atomic.atomic_dir`). ``device`` (``auto``, ``cpu``, ``cuda``) and ``dtype`` (``fp32``,
     ``bf16``, ``fp16``) choose where and in what precision the network runs; only fp32 gives
     the frames the encoder measured, half precision stays within a few hundredths of a dB.
     """

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from dnerv_fast.codec.entropy import decode_symbols, encode_symbols
-from dnerv_fast.codec.errors import BitstreamError, QuantizationError
+from dnerv_fast.errors import BitstreamError, QuantizationError
 from dnerv_fast.codec.quantize import (QuantizedTensor, check_bits, dequantize_tensor,
                                         num_groups, prune_state_dict, quantize_tensor)
 

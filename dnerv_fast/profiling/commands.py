@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from ..codec.atomic import write_bytes_atomic
+from ..atomic import write_bytes_atomic
 
 
 def _frame_size(text: str) -> tuple[int, int] | None:

@@ -16,7 +16,7 @@ import torch
 
 from .. import ops
 from ..allocator import heap_setting
-from ..codec.errors import UsageError
+from ..errors import UsageError
 from ..configs import get_config
 from ..model import DNeRV
 from ..precision import DTYPES, parse_dtype

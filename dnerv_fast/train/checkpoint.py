@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dnerv_fast.codec.atomic import atomic_path
-from dnerv_fast.codec.errors import CheckpointError
+from dnerv_fast.atomic import atomic_path
+from dnerv_fast.errors import CheckpointError
 
 _KEYS = {"model": dict, "optimizer": dict, "epoch": int, "fingerprint": dict, "rng": dict,
          "sampler": torch.Tensor, "history": list}

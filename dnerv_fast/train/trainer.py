@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from dnerv_fast.codec.errors import CheckpointError, CodecError
+from dnerv_fast.errors import CheckpointError, CodecError
 from dnerv_fast.metrics import psnr
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from dnerv_fast.train.data import Batch, ClipRef, PreparedVideo, all_clips, make_batch
+from dnerv_fast.clips.data import Batch, ClipRef, PreparedVideo, all_clips, make_batch
 from dnerv_fast.train.distributed import Distributed
-from dnerv_fast.train.forward import ClipDecoder, run_batch
+from dnerv_fast.clips.decoder import ClipDecoder, run_batch
 from dnerv_fast.train.loss import LossSums, check_loss, loss_sums, masked_frames
 from dnerv_fast.train.lr_schedule import learning_rate
 

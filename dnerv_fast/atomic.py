@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Collection, Iterator, Mapping
 
-from dnerv_fast.codec.errors import OutputExistsError, OutputPathError
+from dnerv_fast.errors import OutputExistsError, OutputPathError
 
 _PARTIAL = ".dnerv-partial-"
 try:

@@ -1,7 +1,9 @@
-"""Errors raised by the codec, video I/O and training code.
+"""Every error a user can cause, for the whole package: the bottom layer, imported by all.
 
-Every error a user can cause (bad file, bad option, existing output) is a ``CodecError``
-subclass, so the command line can print its message and exit non-zero without a traceback.
+Every failure caused by input, environment or interruption (a bad file or option, an
+existing output, a checkpoint of another run) is a ``CodecError`` subclass, so the command
+line prints its one-line message and exits non-zero without a traceback; anything else that
+reaches :func:`dnerv_fast.cli.main` is reported as a bug.
 """
 
 
@@ -33,8 +35,9 @@ class OutputExistsError(CodecError):
     """The output path exists and overwriting was not asked for."""
 
 
-class CheckpointError(CodecError):
-    """A training checkpoint is missing, unreadable or does not match the run."""
+class CheckpointError(CodecError, ValueError):
+    """A checkpoint (a training checkpoint, or reference weights for a model) is missing,
+    unreadable, or does not match the run or the model; the message names what differs."""
 
 
 class OutputPathError(CodecError):
