@@ -4,7 +4,8 @@ Same weights, inputs and dtype for every variant, all in one run, so the medians
 Baselines: ``research_layout`` is the published code's composition (tests/composed_dnerv.py:
 Conv3d everywhere, T-fold keyframe copies for grid_sample, concatenations, permute-based
 PixelShuffle), what users ran before this package; ``eager_reference`` is this package's model
-with the plain PyTorch reference ops; ``compiled_reference`` is ``torch.compile`` of that.
+with the plain PyTorch reference ops; ``compiled_reference`` is ``torch.compile`` of that;
+``compiled_fused_backend`` compiles the model with a fused backend's ops as custom ops.
 Run: ``pytest benches/test_bench_model.py --benchmark-enable --benchmark-columns=median,iqr,rounds``
 (``DNERV_BENCH_SIZE`` picks another configuration, ``DNERV_BENCH_DTYPE`` bf16/fp16).
 """
@@ -74,3 +75,11 @@ def test_fused_backend(benchmark, workload, backend):
     model, example = workload
     with ops.use_backend(backend):
         _run(benchmark, model.decode_clips, example)
+
+
+@pytest.mark.benchmark(group=f"decode {SIZE} clip")
+@pytest.mark.parametrize("backend", FAST)
+def test_compiled_fused_backend(benchmark, workload, backend):
+    model, example = workload
+    with ops.use_backend(backend):
+        _run(benchmark, torch.compile(model.decode_clips), example)

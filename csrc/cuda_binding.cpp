@@ -62,9 +62,10 @@ std::vector<at::Tensor> flow_warp_backward(const at::Tensor& gout, const at::Ten
     gs = at::zeros({d.B, d.C, d.H, d.W}, acc);
     ge = at::zeros({d.B, d.C, d.H, d.W}, acc);
   }
+  const int groups = dnerv_cuda::warp_flow_groups(d);
   if (need_flow_t) {
-    gf = at::empty({d.B, 4, d.T, d.H, d.W}, acc);
-    gt_pix = at::empty({d.B, d.T, d.H * d.W}, acc);
+    gf = at::empty({groups, d.B, 4, d.T, d.H, d.W}, acc);
+    gt_pix = at::empty({groups, d.B, d.T, d.H * d.W}, acc);
   }
   auto ptr = [](const at::Tensor& x) { return x.defined() ? x.data_ptr() : nullptr; };
   check(dnerv_cuda::flow_warp_backward(dtype_of(start), gout.data_ptr(), start.data_ptr(), end.data_ptr(),
@@ -73,6 +74,10 @@ std::vector<at::Tensor> flow_warp_backward(const at::Tensor& gout, const at::Ten
         "flow_warp_backward");
   const auto dtype = start.scalar_type();
   auto cast = [dtype](const at::Tensor& x) { return x.defined() ? x.to(dtype) : x; };
+  if (need_flow_t) {  // sums over the channel groups, in a fixed order
+    gf = groups == 1 ? gf[0] : gf.sum(0);
+    gt_pix = gt_pix.sum(0);
+  }
   return {cast(gs), cast(ge), cast(gf), gt_pix.defined() ? gt_pix.sum(-1).to(dtype) : gt_pix};
 }
 

@@ -29,12 +29,16 @@ constexpr int kMaxTailT = 16;
 cudaError_t flow_warp_forward(DType dtype, const void* start, const void* end, const void* flow,
                               const void* t, void* out, WarpShape shape, cudaStream_t stream);
 
+// Number G of channel groups flow_warp_backward splits the flow / t gradients into.
+int warp_flow_groups(WarpShape shape);
+
 // Feature gradients by atomicAdd scatter (nondeterministic summation order) into
-// gstart_acc / gend_acc [B,C,H,W]; when need_flow_t, gflow_acc [B,4,T,H,W] and per-pixel
-// t contributions gt_pix_acc [B,T,H*W] (deterministic, summed over H*W by the caller).
+// gstart_acc / gend_acc [B,C,H,W]; when need_flow_t, per channel group partial flow
+// gradients gflow_part [G,B,4,T,H,W] and per-pixel t contributions gt_part [G,B,T,H*W]
+// (G = warp_flow_groups(shape); deterministic, summed over G (and H*W) by the caller).
 cudaError_t flow_warp_backward(DType dtype, const void* grad_out, const void* start, const void* end,
                                const void* flow, const void* t, void* gstart_acc, void* gend_acc,
-                               void* gflow_acc, void* gt_pix_acc, bool need_features,
+                               void* gflow_part, void* gt_part, bool need_features,
                                bool need_flow_t, WarpShape shape, cudaStream_t stream);
 
 // out = x * (1 + W[:C] f + b[:C]) (+ W[C:] f + b[C:] when with_beta); x [B,C,P], fused

@@ -1,8 +1,8 @@
 // CUDA kernels of upsample_tail: one thread per output pixel of one (b, c) plane keeps the
 // T pre-activations in registers, so y is read once and the output written once.
 // Backward recomputes GELU from y and reduces the weight / bias gradients per block
-// (warp shuffles + shared memory), then adds them with atomicAdd: the summation order is
-// nondeterministic.
+// (warp shuffles + shared-memory atomics), then adds them with atomicAdd: the summation order
+// is nondeterministic.
 #include "cuda_common.cuh"
 
 namespace dnerv_cuda {
@@ -10,6 +10,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxSlots = 64;  // s*s conv-bias slots a block reduces (scale <= 8)
+constexpr int kSmallT = 8;     // clips of up to 8 frames (D-NeRV's) take the T <= 8 backward
 
 struct TailPixel {
   int64_t q, h, w, ch;  // output pixel in the plane, input row / column / channel
@@ -30,16 +31,16 @@ __device__ __forceinline__ TailPixel tail_pixel(const TailShape& d, int64_t c) {
   return px;
 }
 
-// pre[t] = y[b, ch, t, h, w] + conv_bias[ch] for t < T.
-template <typename T>
+// pre[t] = y[b, ch, t, h, w] + conv_bias[ch] for t < T (0 for T <= t < TM).
+template <typename T, int TM>
 __device__ __forceinline__ void load_pre(const T* y, const T* conv_bias, const TailShape& d,
-                                         int64_t b, const TailPixel& px, acc_t<T> (&pre)[kMaxTailT]) {
+                                         int64_t b, const TailPixel& px, acc_t<T> (&pre)[TM]) {
   using A = acc_t<T>;
   const int64_t HW = d.H * d.W;
   const A bias = conv_bias ? load(conv_bias, px.ch) : A(0);
   const T* src = y + (b * d.C * d.s * d.s + px.ch) * d.T * HW + px.h * d.W + px.w;
 #pragma unroll
-  for (int t = 0; t < kMaxTailT; ++t) pre[t] = t < d.T ? load(src, t * HW) + bias : A(0);
+  for (int t = 0; t < TM; ++t) pre[t] = t < d.T ? load(src, t * HW) + bias : A(0);
 }
 
 template <typename T>
@@ -55,7 +56,7 @@ tail_forward_kernel(const T* __restrict__ y, const T* __restrict__ conv_bias,
   const TailPixel px = tail_pixel(d, c);
   if (!px.valid) return;
   A g[kMaxTailT];
-  load_pre(y, conv_bias, d, b, px, g);
+  load_pre<T, kMaxTailT>(y, conv_bias, d, b, px, g);
 #pragma unroll
   for (int t = 0; t < kMaxTailT; ++t) g[t] = dnerv::gelu(g[t]);
   const int64_t plane = d.H * d.s * d.W * d.s;
@@ -77,74 +78,79 @@ template <typename A> __device__ __forceinline__ A warp_sum(A v) {
   return v;
 }
 
-// Adds v (one per thread) over the block into *dst with one atomicAdd per block.
-template <typename A> __device__ __forceinline__ void block_add(A v, A* scratch, A* dst) {
+// Adds v (one per thread) over the warp into the shared *dst (lane 0 adds): no barrier.
+template <typename A> __device__ __forceinline__ void warp_add(A v, A* dst) {
   v = warp_sum(v);
-  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    A sum = 0;
-    for (int i = 0; i < static_cast<int>(blockDim.x >> 5); ++i) sum += scratch[i];
-    atomicAdd(dst, sum);
-  }
-  __syncthreads();
+  if ((threadIdx.x & 31) == 0) atomicAdd(dst, v);
 }
 
-template <typename T>
+// TM: compile-time bound on T (8 or kMaxTailT), so the per-thread arrays hold TM values, not
+// kMaxTailT: at T = 8 the kernel keeps g, go and GELU' of its pixel in registers without
+// spilling. The T*T + T weight / bias sums go warp shuffle -> shared atomicAdd -> one global
+// atomicAdd per block and entry (no block-wide barrier per entry).
+template <typename T, int TM>
 __global__ void __launch_bounds__(kThreads)
 tail_backward_kernel(const T* __restrict__ gout, const T* __restrict__ y,
                      const T* __restrict__ conv_bias, const T* __restrict__ weight,
                      T* __restrict__ grad_y, acc_t<T>* gconv_bias, acc_t<T>* gweight,
                      acc_t<T>* gtfc_bias, TailShape d) {
   using A = acc_t<T>;
-  __shared__ A sw[kMaxTailT * kMaxTailT];
+  __shared__ A sw[TM * TM];
   __shared__ A sbc[kMaxSlots];
-  __shared__ A scratch[kThreads / 32];
+  __shared__ A sgw[TM * TM + TM];  // weight gradients [tp][t], then bias gradients [tp]
   const int64_t b = blockIdx.y / d.C, c = blockIdx.y % d.C;
   const int slots = static_cast<int>(d.s * d.s);
-  for (int k = threadIdx.x; k < d.T * d.T; k += blockDim.x) sw[k] = load(weight, c * d.T * d.T + k);
+  const int TT = static_cast<int>(d.T * d.T);
+  for (int k = threadIdx.x; k < TT; k += blockDim.x) sw[k] = load(weight, c * TT + k);
   for (int k = threadIdx.x; k < slots; k += blockDim.x) sbc[k] = A(0);
+  for (int k = threadIdx.x; k < TT + d.T; k += blockDim.x) sgw[k] = A(0);
   __syncthreads();
   const TailPixel px = tail_pixel(d, c);
-  A pre[kMaxTailT], g[kMaxTailT], go[kMaxTailT];
-  load_pre(y, conv_bias, d, b, px, pre);
+  A g[TM], go[TM], dgelu[TM];
+  {
+    A pre[TM];
+    load_pre<T, TM>(y, conv_bias, d, b, px, pre);
+#pragma unroll
+    for (int t = 0; t < TM; ++t) {
+      g[t] = dnerv::gelu(pre[t]);
+      dgelu[t] = dnerv::gelu_grad(pre[t]);
+    }
+  }
   const int64_t plane = d.H * d.s * d.W * d.s;
   const T* src = gout + (b * d.C + c) * d.T * plane + px.q;
 #pragma unroll
-  for (int t = 0; t < kMaxTailT; ++t) {
-    g[t] = dnerv::gelu(pre[t]);
-    go[t] = px.valid && t < d.T ? load(src, t * plane) : A(0);
-  }
+  for (int t = 0; t < TM; ++t) go[t] = px.valid && t < d.T ? load(src, t * plane) : A(0);
   // grad_y and the conv-bias slot of this pixel's input channel
   const int64_t HW = d.H * d.W;
   T* dst = grad_y + (b * d.C * slots + px.ch) * d.T * HW + px.h * d.W + px.w;
   A gsum = 0;
 #pragma unroll
-  for (int t = 0; t < kMaxTailT; ++t) {
+  for (int t = 0; t < TM; ++t) {
     if (t >= d.T) break;
     A gg = go[t];
 #pragma unroll
-    for (int tp = 0; tp < kMaxTailT; ++tp)
+    for (int tp = 0; tp < TM; ++tp)
       if (tp < d.T) gg += sw[tp * d.T + t] * go[tp];
-    gg *= dnerv::gelu_grad(pre[t]);
+    gg *= dgelu[t];
     gsum += gg;
     if (px.valid) store(dst, t * HW, gg);
   }
   if (px.valid) atomicAdd(&sbc[px.ch - c * slots], gsum);
-  // tfc weight and bias gradients: one block-wide sum per entry
-  // (unrolled to kMaxTailT so g / go stay in registers; d.T is uniform over the block)
+  // Every lane takes part in the shuffles (threads past the plane carry go = 0).
 #pragma unroll
-  for (int tp = 0; tp < kMaxTailT; ++tp) {
+  for (int tp = 0; tp < TM; ++tp) {
     if (tp >= d.T) break;
-    block_add(go[tp], scratch, gtfc_bias + c * d.T + tp);
+    warp_add(go[tp], &sgw[TT + tp]);
 #pragma unroll
-    for (int t = 0; t < kMaxTailT; ++t) {
+    for (int t = 0; t < TM; ++t) {
       if (t >= d.T) break;
-      block_add(go[tp] * g[t], scratch, gweight + (c * d.T + tp) * d.T + t);
+      warp_add(go[tp] * g[t], &sgw[tp * d.T + t]);
     }
   }
-  __syncthreads();  // every shared conv-bias slot update is done
+  __syncthreads();  // every shared partial sum is in
   for (int k = threadIdx.x; k < slots; k += blockDim.x) atomicAdd(gconv_bias + c * slots + k, sbc[k]);
+  for (int k = threadIdx.x; k < TT; k += blockDim.x) atomicAdd(gweight + c * TT + k, sgw[k]);
+  for (int k = threadIdx.x; k < d.T; k += blockDim.x) atomicAdd(gtfc_bias + c * d.T + k, sgw[TT + k]);
 }
 
 dim3 tail_grid(const TailShape& d) {
@@ -180,7 +186,8 @@ cudaError_t upsample_tail_backward(DType dtype, const void* grad_out, const void
   return dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
-    tail_backward_kernel<T><<<tail_grid(d), kThreads, 0, stream>>>(
+    auto kernel = d.T <= kSmallT ? tail_backward_kernel<T, kSmallT> : tail_backward_kernel<T, kMaxTailT>;
+    kernel<<<tail_grid(d), kThreads, 0, stream>>>(
         static_cast<const T*>(grad_out), static_cast<const T*>(y), static_cast<const T*>(conv_bias),
         static_cast<const T*>(tfc_weight), static_cast<T*>(grad_y), static_cast<A*>(gconv_bias_acc),
         static_cast<A*>(gweight_acc), static_cast<A*>(gtfc_bias_acc), d);

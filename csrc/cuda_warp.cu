@@ -4,7 +4,8 @@
 // along pixels (coalesced output writes; neighbouring pixels sample neighbouring texels)
 // and each thread loops over a group of channels reusing its taps. The grid's y axis splits
 // the channels into groups, which keeps the small 4x5..32x40 maps (many channels, few
-// pixels) busy.
+// pixels) busy; the flow / t gradients, sums over channels, are summed per group into
+// partial buffers so they stay deterministic.
 #include "cuda_common.cuh"
 
 namespace dnerv_cuda {
@@ -12,6 +13,9 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kChannelsPerThread = 8;
+// The flow-gradient kernel splits the channels into groups until about this many blocks run
+// (several per SM on an A100 / H100); large maps have that many pixel blocks with one group.
+constexpr int64_t kFlowTargetBlocks = 1024;
 
 // What every warp thread starts from: its pixel p (over T*H*W) of batch b, the bilinear taps
 // into both keyframes and the blend weight t of its frame.
@@ -87,17 +91,23 @@ __global__ void warp_backward_features_kernel(const T* __restrict__ gout, const 
   }
 }
 
-// Deterministic: one thread per pixel sums over every channel in order.
+// Deterministic: a thread sums its pixel's terms over one channel group (grid y) in order
+// and writes them to that group's slice of the partial buffers [G, B, 4, T*H*W] / [G, B, T*H*W];
+// the caller sums the G slices. Several groups keep the small maps busy (see
+// warp_flow_groups), where one thread per pixel over all channels left most SMs idle.
 template <typename T>
 __global__ void warp_backward_flow_kernel(const T* __restrict__ gout, const T* __restrict__ start,
                                           const T* __restrict__ end, const T* __restrict__ flow,
-                                          const T* __restrict__ tt, acc_t<T>* __restrict__ gflow,
-                                          acc_t<T>* __restrict__ gt_pix, WarpShape d) {
+                                          const T* __restrict__ tt, acc_t<T>* __restrict__ gflow_part,
+                                          acc_t<T>* __restrict__ gt_part, int64_t group_size,
+                                          WarpShape d) {
   using A = acc_t<T>;
   WarpPixel<T> k;
   if (!warp_pixel(flow, tt, d, k)) return;
+  const int64_t c0 = static_cast<int64_t>(blockIdx.y) * group_size;
+  const int64_t c1 = c0 + group_size < d.C ? c0 + group_size : d.C;
   A sx = 0, sy = 0, ex = 0, ey = 0, gt = 0;
-  for (int64_t c = 0; c < d.C; ++c) {
+  for (int64_t c = c0; c < c1; ++c) {
     const int64_t plane = k.b * d.C + c;
     const A g = load(gout, plane * k.THW + k.p);
     A gsx, gsy, gex, gey;
@@ -109,27 +119,39 @@ __global__ void warp_backward_flow_kernel(const T* __restrict__ gout, const T* _
     ey += g * gey;
     gt += g * (ve - vs);
   }
-  acc_t<T>* gf = gflow + k.b * 4 * k.THW + k.p;
+  const int64_t slice = static_cast<int64_t>(blockIdx.y) * d.B;
+  acc_t<T>* gf = gflow_part + (slice + k.b) * 4 * k.THW + k.p;
   gf[0] = (A(1) - k.w) * sx;
   gf[k.THW] = (A(1) - k.w) * sy;
   gf[2 * k.THW] = k.w * ex;
   gf[3 * k.THW] = k.w * ey;
-  gt_pix[k.b * k.THW + k.p] = gt;
+  gt_part[(slice + k.b) * k.THW + k.p] = gt;
 }
 
-dim3 warp_grid(const WarpShape& d, bool channel_groups) {
-  const unsigned int groups = channel_groups ? blocks_for(d.C, kChannelsPerThread) : 1;
+dim3 warp_grid(const WarpShape& d, unsigned int groups) {
   return dim3(blocks_for(d.T * d.H * d.W, kThreads), groups, static_cast<unsigned int>(d.B));
 }
 
+int64_t flow_group_size(const WarpShape& d, int groups) { return (d.C + groups - 1) / groups; }
+
 }  // namespace
+
+int warp_flow_groups(WarpShape d) {
+  if (d.B * d.C * d.T * d.H * d.W == 0) return 1;
+  const int64_t blocks = static_cast<int64_t>(blocks_for(d.T * d.H * d.W, kThreads)) * d.B;
+  int64_t groups = (kFlowTargetBlocks + blocks - 1) / blocks;
+  groups = groups < 1 ? 1 : (groups > d.C ? d.C : groups);
+  // No empty group: as many groups as ceil(C / group size) needs.
+  const int64_t size = (d.C + groups - 1) / groups;
+  return static_cast<int>((d.C + size - 1) / size);
+}
 
 cudaError_t flow_warp_forward(DType dtype, const void* start, const void* end, const void* flow,
                               const void* t, void* out, WarpShape d, cudaStream_t stream) {
   if (d.B * d.C * d.T * d.H * d.W == 0) return cudaSuccess;
   return dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    warp_forward_kernel<T><<<warp_grid(d, true), kThreads, 0, stream>>>(
+    warp_forward_kernel<T><<<warp_grid(d, blocks_for(d.C, kChannelsPerThread)), kThreads, 0, stream>>>(
         static_cast<const T*>(start), static_cast<const T*>(end), static_cast<const T*>(flow),
         static_cast<const T*>(t), static_cast<T*>(out), d);
     return cudaGetLastError();
@@ -138,7 +160,7 @@ cudaError_t flow_warp_forward(DType dtype, const void* start, const void* end, c
 
 cudaError_t flow_warp_backward(DType dtype, const void* grad_out, const void* start, const void* end,
                                const void* flow, const void* t, void* gstart_acc, void* gend_acc,
-                               void* gflow_acc, void* gt_pix_acc, bool need_features,
+                               void* gflow_part, void* gt_part, bool need_features,
                                bool need_flow_t, WarpShape d, cudaStream_t stream) {
   if (d.B * d.C * d.T * d.H * d.W == 0) return cudaSuccess;
   return dispatch(dtype, [&](auto tag) {
@@ -146,16 +168,18 @@ cudaError_t flow_warp_backward(DType dtype, const void* grad_out, const void* st
     using A = acc_t<T>;
     const T* go = static_cast<const T*>(grad_out);
     if (need_features) {
-      warp_backward_features_kernel<T><<<warp_grid(d, true), kThreads, 0, stream>>>(
+      warp_backward_features_kernel<T><<<warp_grid(d, blocks_for(d.C, kChannelsPerThread)), kThreads, 0, stream>>>(
           go, static_cast<const T*>(flow), static_cast<const T*>(t), static_cast<A*>(gstart_acc),
           static_cast<A*>(gend_acc), d);
       const cudaError_t err = cudaGetLastError();
       if (err != cudaSuccess) return err;
     }
     if (need_flow_t) {
-      warp_backward_flow_kernel<T><<<warp_grid(d, false), kThreads, 0, stream>>>(
+      const int groups = warp_flow_groups(d);
+      warp_backward_flow_kernel<T><<<warp_grid(d, groups), kThreads, 0, stream>>>(
           go, static_cast<const T*>(start), static_cast<const T*>(end), static_cast<const T*>(flow),
-          static_cast<const T*>(t), static_cast<A*>(gflow_acc), static_cast<A*>(gt_pix_acc), d);
+          static_cast<const T*>(t), static_cast<A*>(gflow_part), static_cast<A*>(gt_part),
+          flow_group_size(d, groups), d);
     }
     return cudaGetLastError();
   });

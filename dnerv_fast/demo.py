@@ -21,8 +21,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.evaluate import evaluate
     from dnerv_fast.codec.pipeline import decode, encode
     from dnerv_fast.codec.report import format_table, write_csv, write_plot
-    from dnerv_fast.synthetic import moving_pattern
-    from dnerv_fast.video_io import write_video
+    from dnerv_fast.media.synthetic import moving_pattern
+    from dnerv_fast.media.video_io import write_video
 
     if args.frames < 2:
         raise UsageError(f"--frames must be at least 2, got {args.frames}")

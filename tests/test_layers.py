@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dnerv_fast"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("plumbing", ("errors", "atomic", "allocator", "precision", "devices")),
     ("basics", ("configs", "embedding", "schedule", "tiling", "metrics")),
-    ("media", ("media", "video_io", "synthetic", "codec.keyframes")),
+    ("media", ("media",)),
     ("ops", ("ops", "kernels", "csrc")),
     ("model", ("model",)),
     ("clips", ("clips",)),

@@ -4,6 +4,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from dnerv_fast import ops
 from dnerv_fast.ops import reference
@@ -95,6 +96,7 @@ def test_auto_names_a_backend_that_fails_to_load_once(monkeypatch):
     monkeypatch.setitem(registry._failed, "cpu", "backend 'cpu' is unavailable: no compiler")
     monkeypatch.setattr(registry, "_loaded", {k: v for k, v in registry._loaded.items() if k != "cpu"})
     monkeypatch.setattr(registry, "_warned", set())
+    monkeypatch.setattr(registry, "_resolved", {})
     start, end, flow, t = flow_warp_inputs((1, 2, 3, 4, 5), seed=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -102,3 +104,26 @@ def test_auto_names_a_backend_that_fails_to_load_once(monkeypatch):
         ops.flow_warp(start, end, flow, t)
     messages = [str(w.message) for w in caught if "dnerv_fast" in str(w.message)]
     assert len(messages) == 1 and "no compiler" in messages[0] and "next backend" in messages[0]
+
+
+class _OpLog(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_reference_ops_build_no_tensor_from_python_data():
+    """A tensor made from a Python list (aten.lift_fresh) is a host-to-device copy and sync on
+    CUDA and breaks CUDA-graph capture of a call that falls back to the reference (issue 12,
+    defect 5)."""
+    (y, cb, tw, tb), s = tail_inputs((1, 2, 3, 4, 5, 2), seed=7)
+    with _OpLog() as log:
+        reference.flow_warp(*flow_warp_inputs((1, 2, 3, 4, 5), seed=7))
+        reference.saf_modulate(*saf_inputs((1, 2, 3, 4, 5, 6), seed=7))
+        reference.upsample_tail(y, cb, s, tw, tb)
+    assert "aten.grid_sampler_2d.default" in log.ops
+    assert "aten.lift_fresh.default" not in log.ops

@@ -6,7 +6,7 @@ import torch
 
 from checkpoint_hooks import copy_checkpoint_after
 from dnerv_fast.errors import CheckpointError, CodecError
-from dnerv_fast.codec.keyframes import encode_keyframe
+from dnerv_fast.media.keyframes import encode_keyframe
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.clips.data import prepare_video
 from dnerv_fast.train import TrainSettings, train
@@ -14,7 +14,7 @@ from dnerv_fast.clips.data import ClipRef, all_clips, keyframe_images, make_batc
 from dnerv_fast.clips.decoder import run_batch
 from dnerv_fast.train.loss import reconstruction_loss
 from dnerv_fast.train.lr_schedule import learning_rate
-from dnerv_fast.synthetic import moving_pattern
+from dnerv_fast.media.synthetic import moving_pattern
 
 
 @pytest.fixture(scope="module")

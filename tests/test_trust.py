@@ -155,8 +155,8 @@ def no_training(monkeypatch):
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    from dnerv_fast.synthetic import moving_pattern
-    from dnerv_fast.video_io import write_video
+    from dnerv_fast.media.synthetic import moving_pattern
+    from dnerv_fast.media.video_io import write_video
     path = tmp_path_factory.mktemp("clip") / "clip.mp4"
     video = moving_pattern(9, 64, 64, name="clip")
     write_video(video.frames, path, video.fps, "mp4")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dnerv_fast.errors import BitstreamError
-from dnerv_fast.codec.keyframes import CODECS
+from dnerv_fast.media.keyframes import CODECS
 from dnerv_fast.codec.quantize import MAX_BITS, MIN_BITS
 from dnerv_fast.configs import ModelConfig
 

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 
 from dnerv_fast.atomic import (atomic_dir, check_file_output, check_folder_output,
-                                     check_replaceable)
+                               check_replaceable)
 from dnerv_fast.codec.bitstream import (FORMAT_VERSION, Container, bits_per_pixel,
                                         read_container, section_sizes, write_container)
 from dnerv_fast.errors import (BitstreamError, CodecError, Interrupted, OutputExistsError,
-                                     OutputPathError, UsageError)
+                               OutputPathError, UsageError)
 from dnerv_fast.codec.header import FORMAT_NAME, keyframe_count, parse_header
-from dnerv_fast.codec.keyframes import encode_keyframe, get_codec
+from dnerv_fast.media.keyframes import encode_keyframe, get_codec
 from dnerv_fast.codec.quantize import check_bits, check_prune
 from dnerv_fast.codec.names import safe_names
 from dnerv_fast.codec.render import RENDER_CHUNK, render_video
@@ -31,7 +31,7 @@ from dnerv_fast.devices import resolve_device
 from dnerv_fast.train.distributed import Distributed, session
 from dnerv_fast.train.masks import MaskSource, fill_holes, video_holes
 from dnerv_fast.train.trainer import TrainSettings, train
-from dnerv_fast.video_io import Video, png_names, read_video, write_video
+from dnerv_fast.media.video_io import Video, png_names, read_video, write_video
 
 
 @dataclass
@@ -108,8 +108,8 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
     ``size`` a named configuration (:data:`dnerv_fast.configs.CONFIGS`); ``epochs``,
     ``batch_size`` (clips per step), ``lr`` (peak, warm-up then cosine), ``loss`` (``uvg`` or
     ``ucf101``) and ``seed`` the training; ``keyframe_codec`` / ``keyframe_quality`` the
-    keyframes' intra codec (:mod:`.keyframes`); ``bits`` (4..8) and ``prune`` (a fraction)
-    the weights; ``max_frames`` keeps only the first frames of each video; ``overwrite``
+    keyframes' intra codec (:mod:`dnerv_fast.media.keyframes`); ``bits`` (4..8) and
+    ``prune`` (a fraction) the weights; ``max_frames`` keeps only the first frames of each video; ``overwrite``
     replaces an existing output; ``progress`` shows bars.
 
     Training checkpoints go to ``<out_path>.ckpt`` (every ``checkpoint_every`` epochs and at
@@ -225,7 +225,7 @@ def decode(path: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: str = "m
            dtype: str = "fp32") -> list[Path]:
     """Decode every video of a .dnerv file into ``out_dir`` (``NAME.mp4`` or ``NAME/`` PNGs).
 
-    mp4 output is lossless (see :mod:`dnerv_fast.video_io`). Names stored in the file become
+    mp4 output is lossless (see :mod:`dnerv_fast.media.video_io`). Names stored in the file become
     safe file names (:mod:`.names`). A new folder appears only when every video is written;
     with ``overwrite`` an existing folder gains the decoded videos and keeps its other files
     (:func:`~dnerv_fast.atomic.atomic_dir`). ``device`` (``auto``, ``cpu``, ``cuda``) and ``dtype`` (``fp32``,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dnerv_fast.atomic import (atomic_dir, atomic_path, check_folder_output, check_output,
-                                     write_bytes_atomic)
+                               write_bytes_atomic)
 from dnerv_fast.codec.evaluate import REGION_METHODS, Row, join_variants
 from dnerv_fast.metrics import MS_SSIM_MIN_SIDE, MS_SSIM_PADDED
 

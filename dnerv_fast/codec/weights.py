@@ -15,7 +15,7 @@ import torch
 from dnerv_fast.codec.entropy import decode_symbols, encode_symbols
 from dnerv_fast.errors import BitstreamError, QuantizationError
 from dnerv_fast.codec.quantize import (QuantizedTensor, check_bits, dequantize_tensor,
-                                        num_groups, prune_state_dict, quantize_tensor)
+                                       num_groups, prune_state_dict, quantize_tensor)
 
 
 def quantize_state_dict(state_dict: dict[str, torch.Tensor], bits: int, prune: float = 0.0

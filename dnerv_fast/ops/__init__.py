@@ -2,7 +2,10 @@
 
 Every op has a plain PyTorch definition in :mod:`dnerv_fast.ops.reference`; fast backends
 (``triton``, ``cuda``, ``cpu``) must match it. See :mod:`dnerv_fast.ops.registry` for the
-choice rules (``use_backend``, ``set_backend``, ``DNERV_FAST_BACKEND``, ``auto``).
+choice rules (``use_backend``, ``set_backend``, ``DNERV_FAST_BACKEND``, ``auto``) and
+:mod:`dnerv_fast.ops._library` for how calls reach a backend: the ops are ``torch.library``
+custom ops (``dnerv_fast::flow_warp`` ...) under ``torch.compile``, which traces a model that
+uses them without graph breaks and keeps the backend in force when it was compiled.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from . import reference
 from .registry import (AUTO_ORDER, BACKENDS, ENV_VAR, BackendUnavailable, available_backends,
                        load_backend, requested_backend, resolve, set_backend, use_backend)
 from .validation import check_flow_warp, check_saf_modulate, check_upsample_tail
-from .registry import dispatch as _dispatch
+from ._library import call as _call
 
 __all__ = [
     "flow_warp", "saf_modulate", "upsample_tail", "reference", "available_backends",
@@ -29,7 +32,7 @@ def flow_warp(start: torch.Tensor, end: torch.Tensor, flow: torch.Tensor,
     Bilinear, border padding, align_corners=True (grid_sample semantics).
     """
     check_flow_warp(start, end, flow, t)
-    return _dispatch("flow_warp", start.device.type, start, end, flow, t)
+    return _call("flow_warp", start.device.type, start, end, flow, t)
 
 
 def saf_modulate(x: torch.Tensor, fused: torch.Tensor, weight: torch.Tensor,
@@ -44,7 +47,7 @@ def saf_modulate(x: torch.Tensor, fused: torch.Tensor, weight: torch.Tensor,
     if isinstance(weight, torch.Tensor) and weight.dim() > 2:
         weight = weight.reshape(weight.shape[0], -1)
     check_saf_modulate(x, fused, weight, bias)
-    return _dispatch("saf_modulate", x.device.type, x, fused, weight, bias)
+    return _call("saf_modulate", x.device.type, x, fused, weight, bias)
 
 
 def upsample_tail(y: torch.Tensor, conv_bias: torch.Tensor | None, scale: int,
@@ -58,4 +61,4 @@ def upsample_tail(y: torch.Tensor, conv_bias: torch.Tensor | None, scale: int,
     if isinstance(tfc_weight, torch.Tensor) and tfc_weight.dim() > 2:
         tfc_weight = tfc_weight.reshape(tfc_weight.shape[0], -1)
     check_upsample_tail(y, conv_bias, scale, tfc_weight, tfc_bias)
-    return _dispatch("upsample_tail", y.device.type, y, conv_bias, scale, tfc_weight, tfc_bias)
+    return _call("upsample_tail", y.device.type, y, conv_bias, scale, tfc_weight, tfc_bias)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from ._fused_functions import FlowWarp, SafModulate, UpsampleTail, mixed_dtypes
+from . import _fused_functions as _k
+from ._fused_functions import mixed_dtypes
+from ._library import entry_points
 from ._jit import cpu_extension
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -32,22 +34,37 @@ def unsupported(op: str, *args) -> str | None:
     return mixed_dtypes(args)
 
 
-def flow_warp(start: torch.Tensor, end: torch.Tensor, flow: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return FlowWarp.apply(cpu_extension(), start, end, flow, t, True)
+def flow_warp_forward(start, end, flow, t) -> torch.Tensor:
+    return _k.flow_warp_forward(cpu_extension(), start, end, flow, t, True)
 
 
-def saf_modulate(x: torch.Tensor, fused: torch.Tensor, weight: torch.Tensor,
-                 bias: torch.Tensor | None) -> torch.Tensor:
-    builds_graph = torch.is_grad_enabled() and any(
-        v is not None and v.requires_grad for v in (x, fused, weight, bias))
-    channels_last = not builds_graph and x.shape[-2] * x.shape[-1] >= CHANNELS_LAST_MIN_PIXELS
+def flow_warp_backward(grad_out, start, end, flow, t, needs):
+    return _k.flow_warp_backward(cpu_extension(), grad_out, start, end, flow, t, needs)
+
+
+def saf_modulate_forward(x, fused, weight, bias, decoding: bool) -> torch.Tensor:
+    """``decoding`` (no autograd graph is built): large frames come back channels-last."""
+    channels_last = decoding and x.shape[-2] * x.shape[-1] >= CHANNELS_LAST_MIN_PIXELS
     if x.dtype in _HALF:  # the tiled GEMM runs on float32 / float64 only
         bias32 = bias.float() if bias is not None else None
-        out = SafModulate.apply(cpu_extension(), x.float(), fused.float(), weight.float(), bias32, channels_last)
+        out = _k.saf_forward(cpu_extension(), x.float(), fused.float(), weight.float(), bias32, channels_last)
         return out.to(x.dtype)
-    return SafModulate.apply(cpu_extension(), x, fused, weight, bias, channels_last)
+    return _k.saf_forward(cpu_extension(), x, fused, weight, bias, channels_last)
 
 
-def upsample_tail(y: torch.Tensor, conv_bias: torch.Tensor | None, scale: int,
-                  tfc_weight: torch.Tensor, tfc_bias: torch.Tensor | None) -> torch.Tensor:
-    return UpsampleTail.apply(cpu_extension(), y, conv_bias, scale, tfc_weight, tfc_bias, True)
+def saf_modulate_backward(grad_out, x, fused, weight, bias, needs):
+    if x.dtype in _HALF:
+        return _k.saf_backward(cpu_extension(), grad_out.float(), x.float(), fused.float(), weight.float(),
+                               bias.float() if bias is not None else None, needs)
+    return _k.saf_backward(cpu_extension(), grad_out, x, fused, weight, bias, needs)
+
+
+def upsample_tail_forward(y, conv_bias, scale: int, tfc_weight, tfc_bias) -> torch.Tensor:
+    return _k.tail_forward(cpu_extension(), y, conv_bias, scale, tfc_weight, tfc_bias, True)
+
+
+def upsample_tail_backward(grad_out, y, conv_bias, scale: int, tfc_weight, tfc_bias, needs):
+    return _k.tail_backward(cpu_extension(), grad_out, y, conv_bias, scale, tfc_weight, tfc_bias, needs)
+
+
+flow_warp, saf_modulate, upsample_tail = entry_points("cpu")

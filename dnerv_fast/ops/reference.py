@@ -25,8 +25,8 @@ def warp_one(feature: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     )
     base = torch.stack([xs, ys], dim=-1)  # [H, W, 2] as (x, y)
     coords = base + flow.to(work).permute(0, 2, 3, 4, 1)  # [B, T, H, W, 2]
-    scale = torch.tensor([max(W - 1, 1), max(H - 1, 1)], device=flow.device, dtype=work)
-    grid = 2 * coords / scale - 1
+    # Python-number scales: no tensor built from a list (a host-to-device copy on CUDA).
+    grid = torch.stack([2 * coords[..., 0] / max(W - 1, 1), 2 * coords[..., 1] / max(H - 1, 1)], -1) - 1
     frames = feature.unsqueeze(1).expand(B, T, C, H, W).reshape(B * T, C, H, W)
     warped = F.grid_sample(
         frames.to(work), grid.reshape(B * T, H, W, 2), mode="bilinear",

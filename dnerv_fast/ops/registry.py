@@ -10,7 +10,13 @@ Choice, most specific first: ``with use_backend(name)``, ``set_backend(name)``, 
 environment variable ``DNERV_FAST_BACKEND``, else ``auto``. ``auto`` takes the first
 backend that loads from :data:`AUTO_ORDER` for the tensors' device type, and warns once about
 each one it skips because it failed to load. A backend that was asked for but cannot run
-falls back to ``auto`` with one warning, never an error.
+falls back to ``auto`` with one warning, never an error. So does one that loads but fails at
+a launch with an error that means it cannot run here (its ``LAUNCH_ERRORS``, e.g. a Triton
+compile failure): :func:`launch_failed` records it, warns once, and every later call takes
+the next backend.
+
+Cost per call: :func:`resolve` is a dict lookup once a (request, device type) pair has been
+resolved; the cache is cleared whenever the outcome could change (a backend fails).
 """
 from __future__ import annotations
 
@@ -22,8 +28,6 @@ import warnings
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Iterator
-
-from torch.profiler import record_function
 
 ENV_VAR = "DNERV_FAST_BACKEND"
 
@@ -63,6 +67,8 @@ AUTO_ORDER: dict[str, tuple[str, ...]] = {
 _loaded: dict[str, ModuleType] = {}
 _failed: dict[str, str] = {}
 _warned: set[str] = set()
+# (requested name, device type) -> resolved backend name; cleared when a backend fails.
+_resolved: dict[tuple[str, str], str] = {}
 _lock = threading.Lock()
 _local = threading.local()
 _global_choice: str | None = None
@@ -83,6 +89,9 @@ def _validate_name(name: str) -> str:
 
 def load_backend(name: str) -> ModuleType:
     """Import (and build, where needed) a backend; raise BackendUnavailable if it cannot run."""
+    module = _loaded.get(name)
+    if module is not None:
+        return module
     name = _validate_name(name)
     with _lock:
         if name in _loaded:
@@ -95,6 +104,7 @@ def load_backend(name: str) -> ModuleType:
                 module.load()
         except Exception as exc:  # noqa: BLE001 - any failure means "not available here"
             _failed[name] = f"backend {name!r} is unavailable: {type(exc).__name__}: {exc}"
+            _resolved.clear()
             raise BackendUnavailable(_failed[name]) from exc
         _loaded[name] = module
         return module
@@ -119,7 +129,19 @@ def requested_backend() -> str:
         return stack[-1]
     if _global_choice is not None:
         return _global_choice
-    return _validate_name(os.environ.get(ENV_VAR, "auto") or "auto")
+    env = _env_choice()
+    return _validate_name(env) if env else "auto"
+
+
+_ENV_KEY = os.environ.encodekey(ENV_VAR)
+
+
+def _env_choice() -> str | None:
+    """``DNERV_FAST_BACKEND`` as ``os.environ`` holds it now, read from the encoded dict behind
+    it: the mapping's own ``get`` raises and catches a KeyError when the variable is unset,
+    ~1.5 us on every op call."""
+    raw = os.environ._data.get(_ENV_KEY)
+    return None if raw is None else os.environ.decodevalue(raw)
 
 
 def set_backend(name: str | None) -> None:
@@ -157,27 +179,59 @@ def _auto(device_type: str) -> tuple[str, ModuleType]:
 
 def resolve(device_type: str) -> tuple[str, ModuleType]:
     """The (name, module) that runs ops on tensors of ``device_type`` right now."""
-    name = requested_backend()
+    name = resolved_name(device_type)
+    return name, load_backend(name)
+
+
+def resolved_name(device_type: str) -> str:
+    """Name of the backend in force for ``device_type`` (cached; see the module docstring)."""
+    return _cached(requested_backend(), device_type)
+
+
+def replacement(device_type: str) -> str:
+    """What ``auto`` runs on ``device_type`` now: the stand-in for a backend that failed after
+    a caller (a compiled graph, a saved autograd node) had chosen it."""
+    return _cached("auto", device_type)
+
+
+def _cached(name: str, device_type: str) -> str:
+    key = (name, device_type)
+    resolved = _resolved.get(key)
+    if resolved is None:
+        resolved = _resolved[key] = _resolve(name, device_type)
+    return resolved
+
+
+def _resolve(name: str, device_type: str) -> str:
     if name == "auto":
-        return _auto(device_type)
+        return _auto(device_type)[0]
     if not BACKENDS[name].runs_on(device_type):
         _warn_once(f"{name}:{device_type}",
                    f"dnerv_fast: backend {name!r} does not run on {device_type} tensors; using auto")
-        return _auto(device_type)
+        return _auto(device_type)[0]
     try:
-        return name, load_backend(name)
+        load_backend(name)
+        return name
     except BackendUnavailable as exc:
         _warn_once(name, f"dnerv_fast: {exc}; falling back to auto")
-        return _auto(device_type)
+        return _auto(device_type)[0]
 
 
-def dispatch(op: str, device_type: str, *args):
-    """Call ``op`` on the resolved backend, or on the reference where that backend declines."""
-    name, module = resolve(device_type)
-    unsupported = getattr(module, "unsupported", None)
-    reason = unsupported(op, *args) if unsupported is not None else None
-    if reason:
-        _warn_once(f"{name}:{op}:{reason}", f"dnerv_fast: {name} {op}: {reason}; using reference")
-        module = load_backend("reference")
-    with record_function(f"dnerv_fast::{op}"):
-        return getattr(module, op)(*args)
+def launch_failed(name: str, device_type: str, op: str, exc: BaseException) -> str:
+    """Record that backend ``name`` cannot run ``op`` here (``exc``, one of its LAUNCH_ERRORS)
+    and return the backend that takes over: ``auto``'s next choice for ``device_type``.
+
+    Warns once, naming the backend and the error; from then on the backend counts as
+    unavailable, for every op, so the process never retries it.
+    """
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    reason = f"{type(exc).__name__}: {first_line}"
+    with _lock:
+        _failed.setdefault(name, f"backend {name!r} is unavailable: failed at launch: {reason}")
+        _loaded.pop(name, None)
+        _resolved.clear()
+    _warned.update({name, f"auto:{name}"})  # already named once, here
+    nxt = _auto(device_type)[0]
+    warnings.warn(f"dnerv_fast: backend {name!r} failed to launch {op} ({reason}); "
+                  f"using {nxt!r} from now on", RuntimeWarning, stacklevel=3)
+    return nxt

@@ -3,19 +3,27 @@
 Runs on CUDA tensors, and on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1``,
 which must be set before this module is imported). float64 and mixed-dtype calls are declined
 (:func:`unsupported`) so the reference handles them. Backward passes are once-differentiable.
+A compile failure at a launch (:data:`LAUNCH_ERRORS`) moves the process to the next backend.
 """
 from __future__ import annotations
 
 import os
 
 import torch
-from torch.autograd.function import once_differentiable
+from triton.compiler.errors import CompilationError
+from triton.runtime.errors import OutOfResources, PTXASError
 
 from dnerv_fast.kernels import flow_warp as _warp
 from dnerv_fast.kernels import saf as _saf
 from dnerv_fast.kernels import upsample_tail as _tail
 
+from ._library import entry_points
+
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+# A kernel that fails to compile (or needs more shared memory / registers than the device
+# has) fails at its first launch, not at load(): the registry then moves to the next backend.
+LAUNCH_ERRORS = (CompilationError, OutOfResources, PTXASError)
 
 
 def load() -> None:
@@ -42,66 +50,32 @@ def unsupported(op: str, *args) -> str | None:
     return None
 
 
-class _FlowWarp(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, start, end, flow, t):
-        ctx.save_for_backward(start, end, flow, t)
-        return _warp.flow_warp_forward(start, end, flow, t)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        start, end, flow, t = ctx.saved_tensors
-        return _warp.flow_warp_backward(grad_out, start, end, flow, t, tuple(ctx.needs_input_grad))
+# The flow_warp backward accumulates with atomic adds, so on a GPU the gradients of start,
+# end, flow and t are not bitwise reproducible between runs (forward is deterministic); the
+# other backward passes are deterministic.
+def flow_warp_forward(start, end, flow, t) -> torch.Tensor:
+    return _warp.flow_warp_forward(start, end, flow, t)
 
 
-class _SafModulate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, fused, weight, bias):
-        ctx.save_for_backward(x, fused, weight, bias)
-        return _saf.saf_forward(x, fused, weight, bias)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        x, fused, weight, bias = ctx.saved_tensors
-        return _saf.saf_backward(grad_out, x, fused, weight, bias, tuple(ctx.needs_input_grad))
+def flow_warp_backward(grad_out, start, end, flow, t, needs):
+    return _warp.flow_warp_backward(grad_out, start, end, flow, t, needs)
 
 
-class _UpsampleTail(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, conv_bias, scale, tfc_weight, tfc_bias):
-        ctx.save_for_backward(y, conv_bias, tfc_weight, tfc_bias)
-        ctx.scale = scale
-        return _tail.tail_forward(y, conv_bias, scale, tfc_weight, tfc_bias)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        y, conv_bias, tfc_weight, tfc_bias = ctx.saved_tensors
-        needs = ctx.needs_input_grad
-        gy, gcb, gw, gb = _tail.tail_backward(grad_out, y, conv_bias, ctx.scale, tfc_weight,
-                                              tfc_bias, (needs[0], needs[1], needs[3], needs[4]))
-        return gy, gcb, None, gw, gb
+def saf_modulate_forward(x, fused, weight, bias, decoding: bool) -> torch.Tensor:
+    """gamma and beta never reach memory."""
+    return _saf.saf_forward(x, fused, weight, bias)
 
 
-def flow_warp(start: torch.Tensor, end: torch.Tensor, flow: torch.Tensor,
-              t: torch.Tensor) -> torch.Tensor:
-    """See :func:`dnerv_fast.ops.reference.flow_warp`.
-
-    The backward pass accumulates with atomic adds, so on a GPU the gradients of start, end,
-    flow and t are not bitwise reproducible between runs (forward is deterministic).
-    """
-    return _FlowWarp.apply(start, end, flow, t)
+def saf_modulate_backward(grad_out, x, fused, weight, bias, needs):
+    return _saf.saf_backward(grad_out, x, fused, weight, bias, needs)
 
 
-def saf_modulate(x: torch.Tensor, fused: torch.Tensor, weight: torch.Tensor,
-                 bias: torch.Tensor | None) -> torch.Tensor:
-    """See :func:`dnerv_fast.ops.reference.saf_modulate` (gamma and beta never reach memory)."""
-    return _SafModulate.apply(x, fused, weight, bias)
+def upsample_tail_forward(y, conv_bias, scale: int, tfc_weight, tfc_bias) -> torch.Tensor:
+    return _tail.tail_forward(y, conv_bias, scale, tfc_weight, tfc_bias)
 
 
-def upsample_tail(y: torch.Tensor, conv_bias: torch.Tensor | None, scale: int,
-                  tfc_weight: torch.Tensor, tfc_bias: torch.Tensor | None) -> torch.Tensor:
-    """See :func:`dnerv_fast.ops.reference.upsample_tail` (deterministic backward)."""
-    return _UpsampleTail.apply(y, conv_bias, scale, tfc_weight, tfc_bias)
+def upsample_tail_backward(grad_out, y, conv_bias, scale: int, tfc_weight, tfc_bias, needs):
+    return _tail.tail_backward(grad_out, y, conv_bias, scale, tfc_weight, tfc_bias, needs)
+
+
+flow_warp, saf_modulate, upsample_tail = entry_points("triton")

@@ -1,15 +1,20 @@
-"""Shape, dtype and device checks shared by every backend, so bad input fails the same way."""
+"""Shape, dtype and device checks shared by every backend, so bad input fails the same way.
+
+They run on every op call, so each first tests valid input in one expression (~1 us) and only
+walks the detailed checks, which name what is wrong, when that test fails.
+"""
 from __future__ import annotations
 
 import torch
 
 FLOAT_TYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_FLOAT_SET = frozenset(FLOAT_TYPES)
 
 
 def _check_float(name: str, x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in FLOAT_TYPES:
+    if x.dtype not in _FLOAT_SET:
         raise TypeError(f"{name} must be a floating tensor ({', '.join(map(str, FLOAT_TYPES))}), got {x.dtype}")
 
 
@@ -19,13 +24,28 @@ def _check_rank(name: str, x: torch.Tensor, rank: int, layout: str) -> None:
 
 
 def check_same_device(**tensors: torch.Tensor | None) -> None:
-    devices = {name: t.device for name, t in tensors.items() if t is not None}
-    if len(set(devices.values())) > 1:
-        listing = ", ".join(f"{n} on {d}" for n, d in devices.items())
+    if len({t.device for t in tensors.values() if t is not None}) > 1:
+        listing = ", ".join(f"{n} on {t.device}" for n, t in tensors.items() if t is not None)
         raise ValueError(f"all tensors must be on one device, got {listing}")
 
 
+def _floats(*xs) -> bool:
+    for x in xs:
+        if not (isinstance(x, torch.Tensor) and x.dtype in _FLOAT_SET):
+            return False
+    return True
+
+
+def _float_or_none(*xs) -> bool:
+    return _floats(*(x for x in xs if x is not None))
+
+
 def check_flow_warp(start, end, flow, t) -> None:
+    if (_floats(start, end, flow, t) and start.dim() == 4 and flow.dim() == 5 and t.dim() == 2
+            and end.shape == start.shape and flow.shape[0] == start.shape[0] and flow.shape[1] == 4
+            and flow.shape[3:] == start.shape[2:] and t.shape == (start.shape[0], flow.shape[2])
+            and start.device == end.device == flow.device == t.device):
+        return
     for name, x in (("start", start), ("end", end), ("flow", flow), ("t", t)):
         _check_float(name, x)
     _check_rank("start", start, 4, "[B, C, H, W]")
@@ -42,6 +62,11 @@ def check_flow_warp(start, end, flow, t) -> None:
 
 
 def check_saf_modulate(x, fused, weight, bias) -> None:
+    if (_floats(x, fused, weight) and x.dim() == 5 and fused.dim() == 5 and weight.dim() == 2
+            and fused.shape[0] == x.shape[0] and fused.shape[2:] == x.shape[2:]
+            and weight.shape == (2 * x.shape[1], fused.shape[1]) and x.device == fused.device == weight.device
+            and (bias is None or (_floats(bias) and bias.shape == (2 * x.shape[1],) and bias.device == x.device))):
+        return
     for name, v in (("x", x), ("fused", fused), ("weight", weight)):
         _check_float(name, v)
     _check_rank("x", x, 5, "[B, C, T, H, W]")
@@ -60,6 +85,13 @@ def check_saf_modulate(x, fused, weight, bias) -> None:
 
 
 def check_upsample_tail(y, conv_bias, scale, tfc_weight, tfc_bias) -> None:
+    if (_floats(y, tfc_weight) and _float_or_none(conv_bias, tfc_bias) and y.dim() == 5
+            and isinstance(scale, int) and scale >= 1 and y.shape[1] % (scale * scale) == 0
+            and (conv_bias is None or (conv_bias.shape == (y.shape[1],) and conv_bias.device == y.device))
+            and tfc_weight.shape == (y.shape[1] // (scale * scale) * y.shape[2], y.shape[2])
+            and tfc_weight.device == y.device
+            and (tfc_bias is None or (tfc_bias.shape == (tfc_weight.shape[0],) and tfc_bias.device == y.device))):
+        return
     _check_float("y", y)
     _check_float("tfc_weight", tfc_weight)
     _check_rank("y", y, 5, "[B, C*s*s, T, H, W]")

@@ -13,22 +13,36 @@ Quality settings (codec-specific, as users of each codec know them):
 
 The video codecs need even sizes for 4:2:0: odd frames are padded by repeating the last
 row/column and cropped back after decoding.
+
+Keyframe bytes come from files other people made, so decoding trusts nothing in them: a
+keyframe must be the size the caller expects (or that size padded to even), checked before
+any pixel is decoded: Pillow codecs read the declared size from the image header, and the
+video decoders are given the expected pixel count as their limit (``max_pixels``), so a
+decompression bomb is refused unallocated. Broken data of any kind ends in a
+``KeyframeCodecError``.
 """
 from __future__ import annotations
 
 import io
 import os
+import struct
+import warnings
+import zlib
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
 
 import av
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from dnerv_fast.errors import KeyframeCodecError
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints a banner per encoder otherwise
+
+# What Pillow raises on broken image data (OSError also covers unknown formats).
+PIL_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,
+                   zlib.error, Image.DecompressionBombError)
 
 
 @dataclass(frozen=True)
@@ -39,7 +53,7 @@ class KeyframeCodec:
     quality_range: tuple[int, int]
     default_quality: int
     encode: Callable[[np.ndarray, int], bytes]
-    decode: Callable[[bytes], np.ndarray]
+    decode: Callable[[bytes, tuple[int, int]], np.ndarray]   # (data, (height, width))
 
 
 def _pil_encode(fmt: str, **extra) -> Callable[[np.ndarray, int], bytes]:
@@ -51,9 +65,30 @@ def _pil_encode(fmt: str, **extra) -> Callable[[np.ndarray, int], bytes]:
     return encode
 
 
-def _pil_decode(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB")).copy()
+def _padded_size(size: tuple[int, int]) -> tuple[int, int]:
+    h, w = size
+    return h + h % 2, w + w % 2
+
+
+def _check_size(name: str, got: tuple[int, int], size: tuple[int, int]) -> None:
+    """Refuse a keyframe of (height, width) ``got`` unless it is ``size``, padded or not."""
+    (h, w), (ph, pw) = size, _padded_size(size)
+    if not (h <= got[0] <= ph and w <= got[1] <= pw):
+        raise KeyframeCodecError(
+            f"{name} keyframe is {got[1]}x{got[0]}, expected {w}x{h}")
+
+
+def _pil_decode(name: str, fmt: str) -> Callable[[bytes, tuple[int, int]], np.ndarray]:
+    def decode(data: bytes, size: tuple[int, int]) -> np.ndarray:
+        with warnings.catch_warnings():   # the size is checked here, against the caller's
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=[fmt])
+        with im:
+            _check_size(name, im.size[::-1], size)
+            if im.mode != "RGB":
+                raise KeyframeCodecError(f"{name} keyframe has pixel mode {im.mode}, not RGB")
+            return np.array(im)
+    return decode
 
 
 def _pad_even(frame: np.ndarray) -> np.ndarray:
@@ -76,29 +111,45 @@ def _av_encode(encoder: str, options: Callable[[int], dict[str, str]]
     return encode
 
 
-def _av_decode(decoder: str) -> Callable[[bytes], np.ndarray]:
-    def decode(data: bytes) -> np.ndarray:
+def _pixel_limit(size: tuple[int, int]) -> int:
+    """A video decoder's ``max_pixels`` for ``size``: FFmpeg refuses larger pictures before
+    allocating them, but counts its buffers' width aligned for SIMD (up to 64), so the limit
+    allows that; the exact size is checked after decoding."""
+    ph, pw = _padded_size(size)
+    return (pw + 63) // 64 * 64 * ph
+
+
+def _av_decode(name: str, decoder: str) -> Callable[[bytes, tuple[int, int]], np.ndarray]:
+    def decode(data: bytes, size: tuple[int, int]) -> np.ndarray:
         ctx = av.CodecContext.create(decoder, "r")
+        ctx.options = {"max_pixels": str(_pixel_limit(size))}
+        # One picture gains little from threads, and libdav1d's threads can hang when the
+        # context is closed after broken data.
+        ctx.thread_count = 1
         frames = list(ctx.decode(av.Packet(data))) + list(ctx.decode(None))
         if len(frames) != 1:
-            raise KeyframeCodecError(f"{decoder} keyframe decoded to {len(frames)} frames, not 1")
+            raise KeyframeCodecError(f"{name} keyframe decoded to {len(frames)} frames, not 1")
+        _check_size(name, (frames[0].height, frames[0].width), size)
         return frames[0].to_ndarray(format="rgb24")
     return decode
 
 
 CODECS: dict[str, KeyframeCodec] = {
-    "webp": KeyframeCodec("webp", (1, 100), 85, _pil_encode("WEBP", method=6), _pil_decode),
-    "jpeg": KeyframeCodec("jpeg", (1, 100), 90, _pil_encode("JPEG", optimize=True), _pil_decode),
-    "png": KeyframeCodec("png", (0, 100), 0, _pil_encode("PNG", optimize=True), _pil_decode),
+    "webp": KeyframeCodec("webp", (1, 100), 85, _pil_encode("WEBP", method=6),
+                          _pil_decode("webp", "WEBP")),
+    "jpeg": KeyframeCodec("jpeg", (1, 100), 90, _pil_encode("JPEG", optimize=True),
+                          _pil_decode("jpeg", "JPEG")),
+    "png": KeyframeCodec("png", (0, 100), 0, _pil_encode("PNG", optimize=True),
+                         _pil_decode("png", "PNG")),
     "hevc": KeyframeCodec(
         "hevc", (0, 51), 28,
         _av_encode("libx265", lambda q: {"crf": str(q), "preset": "medium",
                                          "x265-params": "log-level=error"}),
-        _av_decode("hevc")),
+        _av_decode("hevc", "hevc")),
     "av1": KeyframeCodec(
         "av1", (1, 63), 35,
         _av_encode("libsvtav1", lambda q: {"crf": str(q), "preset": "6"}),
-        _av_decode("libdav1d")),
+        _av_decode("av1", "libdav1d")),
 }
 
 
@@ -126,14 +177,16 @@ def encode_keyframe(frame: np.ndarray, name: str, quality: int | None = None
 
 
 def decode_keyframe(data: bytes, name: str, size: tuple[int, int]) -> np.ndarray:
-    """Decode stored keyframe bytes to uint8 RGB [H, W, 3] of ``size`` (height, width)."""
+    """Decode stored keyframe bytes to uint8 RGB [H, W, 3] of ``size`` (height, width).
+
+    Raises ``KeyframeCodecError`` for bytes that do not decode, or decode to another size
+    (see the module docstring), before allocating more than that size needs.
+    """
     codec, _ = get_codec(name, None)
-    try:
-        frame = codec.decode(data)
-    except (av.FFmpegError, UnidentifiedImageError, OSError, ValueError) as e:
-        raise KeyframeCodecError(f"{codec.name} keyframe does not decode: {e}") from e
     h, w = size
-    if frame.shape[0] < h or frame.shape[1] < w:
+    try:
+        frame = codec.decode(data, size)
+    except (av.FFmpegError, *PIL_DATA_ERRORS) as e:
         raise KeyframeCodecError(
-            f"{codec.name} keyframe decoded to {frame.shape[1]}x{frame.shape[0]}, expected {w}x{h}")
+            f"{codec.name} keyframe does not decode as a {w}x{h} frame: {e}") from e
     return np.ascontiguousarray(frame[:h, :w])
