@@ -126,7 +126,7 @@ def test_cli_round_trip_eval_and_errors(encoded, tmp_path, capsys):
     assert cli("encode", tmp_path / "missing.mp4", "-o", tmp_path / "x.dnerv", "--epochs", "1") == 1
     assert cli("eval", path, tmp_path / "dec" / "carphone_pristine.mp4", CARPHONE, "-q") == 1
     err = capsys.readouterr().err
-    assert "unknown keyframe codec" in err and "4..8" in err and "does not exist" in err
+    assert "invalid choice: 'gif'" in err and "4..8" in err and "does not exist" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dec", "rd.csv", "rd.png"]
 
 
