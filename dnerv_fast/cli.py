@@ -1,27 +1,105 @@
-"""The ``dnerv-fast`` command line: each command group lives in its own module."""
+"""The ``dnerv-fast`` command line.
+
+:data:`COMMANDS` is the one place commands are registered: each names the module function
+that adds its own arguments, the function that runs it, and the shared option groups it
+takes (:data:`SHARED`). :func:`main` is the one exit policy (see the parser's epilog). No
+command module imports torch at import time, so ``--help`` stays fast.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
+import tempfile
+import traceback
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from . import __version__
 
-
-def _info(args: argparse.Namespace) -> int:
-    from .configs import CONFIGS, PUBLISHED_PARAMS_M
-    from .model import DNeRV
-    print(f"{'name':<10} {'fc_dim':>6} {'patch':>9} {'params (M)':>11} {'paper (M)':>10}  widths")
-    for name, config in CONFIGS.items():
-        params = sum(p.numel() for p in DNeRV(config).parameters()) / 1e6
-        paper = PUBLISHED_PARAMS_M.get(name)
-        patch = "x".join(map(str, config.patch_size))
-        print(f"{name:<10} {config.fc_dim:>6} {patch:>9} {params:>11.3f} {paper or '-':>10}  "
-              f"{config.stage_widths()}")
-    return 0
+# Spelled out here so that --help never imports torch (see train.distributed).
+DEVICE_CHOICES = ["auto", "cpu", "cuda"]
 
 
-def _backends(args: argparse.Namespace) -> int:
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs of the same name; other files in an output folder stay")
+
+
+def _progress_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _device_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
+                   help="where the network runs (auto: a GPU when there is one; under torchrun, "
+                        "each process's GPU cuda:LOCAL_RANK)")
+
+
+def _debug_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true",
+                   help="print the full traceback of an internal error")
+
+
+SHARED: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "output": _output_options, "progress": _progress_options, "device": _device_options,
+}
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, except where there is none to show (None, a flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command: ``arguments`` and ``run`` are ``module:function`` names."""
+
+    name: str
+    help: str
+    arguments: str
+    run: str
+    shared: tuple[str, ...] = ()
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("encode", "train one D-NeRV on videos and write a .dnerv file",
+            "dnerv_fast.codec.commands:encode_arguments", "dnerv_fast.codec.commands:run_encode",
+            ("output", "progress", "device")),
+    Command("decode", "decode every video of a .dnerv file",
+            "dnerv_fast.codec.commands:decode_arguments", "dnerv_fast.codec.commands:run_decode",
+            ("output", "progress", "device")),
+    Command("eval", "rate-distortion of a .dnerv file against x264/x265",
+            "dnerv_fast.codec.commands:eval_arguments", "dnerv_fast.codec.commands:run_eval",
+            ("output", "progress")),
+    Command("info", "describe a .dnerv file, or list the model configurations",
+            "dnerv_fast.codec.commands:info_arguments", "dnerv_fast.codec.commands:run_info"),
+    Command("backends", "list the fused-op backends available here",
+            "dnerv_fast.cli:backends_arguments", "dnerv_fast.cli:run_backends"),
+    Command("profile", "measure decoding FPS, memory and where the time goes",
+            "dnerv_fast.profiling.commands:profile_arguments",
+            "dnerv_fast.profiling.commands:run_profile_command", ("output",)),
+    Command("demo", "encode, decode and evaluate a generated clip end to end",
+            "dnerv_fast.demo:demo_arguments", "dnerv_fast.demo:run_demo",
+            ("output", "progress")),
+)
+
+
+def _function(spec: str) -> Callable:
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def backends_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "The fused-op backends that load here, and the one auto picks per device."
+
+
+def run_backends(args: argparse.Namespace) -> int:
     import torch
 
     from . import ops
@@ -33,39 +111,74 @@ def _backends(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
-    """``register(subparsers)`` of every command module (imported lazily by each command)."""
-    from . import demo
-    from .codec import commands as codec_commands
-    from .profiling import commands as profile_commands
-    return [codec_commands.register, profile_commands.register, demo.register]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnerv-fast",
         description="D-NeRV neural video compression: encode videos into one model, decode, "
-                    "evaluate, profile.")
+                    "evaluate, profile.",
+        epilog="Exit status: 0 done, 1 failed (bad input, files or environment), 2 bad command "
+               "line, 130 interrupted, 70 internal error (a bug: please report it).")
     parser.add_argument("--version", action="version", version=f"dnerv_fast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("info", help="list model configurations and parameter counts").set_defaults(func=_info)
-    sub.add_parser("backends", help="list the fused-op backends available here").set_defaults(func=_backends)
-    for register in _command_groups():
-        register(sub)
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help,
+                           formatter_class=_HelpFormatter)
+        _function(command.arguments)(p)
+        for group in command.shared:
+            SHARED[group](p)
+        _debug_options(p)
+        p.set_defaults(func=command.run)
     return parser
 
 
+EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 70, 130
+
+
+def _report_bug(command: str, exc: BaseException, debug: bool) -> None:
+    """One line naming an unexpected error as a bug, the traceback in a log file (or, with
+    ``--debug``, on stderr)."""
+    trace = "".join(traceback.format_exception(exc))
+    if debug:
+        sys.stderr.write(trace)
+        where = "the traceback is above"
+    else:
+        try:
+            fd, log = tempfile.mkstemp(prefix="dnerv-fast-error-", suffix=".log")
+            with os.fdopen(fd, "w") as f:
+                f.write(trace)
+            where = f"the traceback is in {log}"
+        except OSError:
+            where = "run again with --debug for the traceback"
+    print(f"dnerv-fast {command}: error: internal error (a bug in dnerv_fast "
+          f"{__version__}, please report it): {type(exc).__name__}: {exc}; {where}",
+          file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; user errors print one line and exit 2, with no traceback."""
+    """Run one command. Every failure ends in one ``error:`` line on stderr and the exit
+    status of the parser's epilog; argparse itself exits 2 on a bad command line."""
     from .allocator import keep_large_blocks_on_heap
-    from .codec.errors import CodecError
+    from .errors import CodecError, Interrupted
     args = build_parser().parse_args(argv)
-    keep_large_blocks_on_heap()
     try:
-        return int(args.func(args) or 0)
-    except (CodecError, ValueError, FileNotFoundError) as exc:
+        keep_large_blocks_on_heap()
+        return int(_function(args.func)(args) or 0)
+    except Interrupted as exc:
         print(f"dnerv-fast {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"dnerv-fast {args.command}: error: interrupted; outputs not yet complete were "
+              f"not written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except CodecError as exc:
+        print(f"dnerv-fast {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except MemoryError:
+        print(f"dnerv-fast {args.command}: error: out of memory", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - anything else is a bug; say so in one line
+        _report_bug(args.command, exc, args.debug or os.environ.get("DNERV_FAST_DEBUG") == "1")
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

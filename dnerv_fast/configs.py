@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,52 @@ UVG_MEAN = (0.4519, 0.4505, 0.4519)
 UVG_STD = (0.2434, 0.2547, 0.2958)
 UCF101_MEAN = (0.3986, 0.3829, 0.3546)
 UCF101_STD = (0.2805, 0.2747, 0.2787)
+
+
+# Bounds on every configuration field: far above the paper's sizes (uvg-XL: fc_dim 382,
+# 256x320 patches, 8-frame clips), low enough that a configuration read from a file cannot
+# ask for an absurd model before its parameter count is checked.
+MAX_WIDTH = 4096
+MAX_CLIP_LEN = 64
+MAX_EMBED_LEVELS = 1024
+MAX_EMBED_BASE = 4.0
+MAX_EMBED_EXPONENT = 30
+MAX_EXPANSION = 16.0
+MAX_STAGES = 8
+MAX_STRIDE = 16
+MAX_PATCH_SIDE = 4096
+
+
+def _int_field(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
+    return int(value)
+
+
+def _float_field(name: str, value: Any, lo: float, hi: float) -> float:
+    """A finite number in (lo, hi] (or [lo, hi] for integers given as such)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not lo < value <= hi:
+        raise ValueError(f"{name} must be in ({lo}, {hi}], got {value}")
+    return float(value)
+
+
+def _seq(name: str, value: Any, count: int) -> tuple[Any, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or len(value) != count:
+        raise ValueError(f"{name} must be a list of {count} numbers, got {value!r}")
+    return tuple(value)
+
+
+def _int_tuple(name: str, value: Any, min_len: int, max_len: int, lo: int, hi: int
+               ) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or \
+            not min_len <= len(value) <= max_len:
+        count = min_len if min_len == max_len else f"{min_len}..{max_len}"
+        raise ValueError(f"{name} must be a list of {count} integers, got {value!r}")
+    return tuple(_int_field(f"{name}[{i}]", v, lo, hi) for i, v in enumerate(value))
 
 
 @dataclass(frozen=True)
@@ -34,20 +81,36 @@ class ModelConfig:
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
-        object.__setattr__(self, "patch_size", tuple(int(s) for s in self.patch_size))
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-        if self.fc_dim < 1 or self.clip_len < 2:
-            raise ValueError(f"fc_dim must be >= 1 and clip_len >= 2, got {self.fc_dim}, {self.clip_len}")
-        if not self.strides or any(s < 1 for s in self.strides):
-            raise ValueError(f"strides must be positive, got {self.strides}")
+        """Check every field's type and range (a configuration may come from a stranger's
+        file) and normalise sequences to tuples."""
+        _int_field("fc_dim", self.fc_dim, 1, MAX_WIDTH)
+        _int_field("clip_len", self.clip_len, 2, MAX_CLIP_LEN)
+        _int_field("lower_width", self.lower_width, 1, MAX_WIDTH)
+        _int_field("encoder_dim", self.encoder_dim, 1, MAX_WIDTH)
+        _int_field("embed_levels", self.embed_levels, 1, MAX_EMBED_LEVELS)
+        _float_field("expansion", self.expansion, 0.0, MAX_EXPANSION)
+        _float_field("embed_base", self.embed_base, 1.0, MAX_EMBED_BASE)
+        object.__setattr__(self, "strides", _int_tuple("strides", self.strides, 1, MAX_STAGES,
+                                                       1, MAX_STRIDE))
+        object.__setattr__(self, "patch_size", _int_tuple("patch_size", self.patch_size, 2, 2,
+                                                          1, MAX_PATCH_SIDE))
+        object.__setattr__(self, "mean", tuple(_float_field(f"mean[{i}]", v, -1e3, 1e3)
+                                               for i, v in enumerate(_seq("mean", self.mean, 3))))
+        object.__setattr__(self, "std", tuple(_float_field(f"std[{i}]", v, 0.0, 1e3)
+                                              for i, v in enumerate(_seq("std", self.std, 3))))
+        if not isinstance(self.name, str) or len(self.name) > 64:
+            raise ValueError("name must be a string of at most 64 characters")
+        if self.embed_levels * math.log10(self.embed_base) > MAX_EMBED_EXPONENT:
+            raise ValueError(f"embed_base ** embed_levels must stay below 1e{MAX_EMBED_EXPONENT} "
+                             f"(the positional encoding is float32), got "
+                             f"{self.embed_base} ** {self.embed_levels}")
         factor = self.total_stride
         if any(p % factor or p < factor for p in self.patch_size):
             raise ValueError(f"patch_size {self.patch_size} must be a positive multiple of the "
                              f"total stride {factor} in each side")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError("mean and std need three values each, std positive")
+        widths = self.stage_widths()
+        if not 1 <= min(widths) <= max(widths) <= MAX_WIDTH:
+            raise ValueError(f"decoder widths {widths} must be in 1..{MAX_WIDTH}")
 
     @property
     def total_stride(self) -> int:
@@ -76,6 +139,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"a configuration must be a mapping, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

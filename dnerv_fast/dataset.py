@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from dnerv_fast.codec.pipeline import load
 from dnerv_fast.codec.render import RENDER_CHUNK, render_clips
 from dnerv_fast.model.dnerv import DNeRV
-from dnerv_fast.train.data import PreparedVideo
+from dnerv_fast.clips.data import PreparedVideo
 
 Labels = Union[Mapping[str, Any], Callable[[str], Any]]
 UNITS = ("clip", "frame")
@@ -55,7 +55,7 @@ class DNeRVDataset(Dataset):
 
     Args:
         path: the .dnerv file. A missing or damaged file raises
-            :class:`~dnerv_fast.codec.errors.CodecError` / ``BitstreamError`` here.
+            :class:`~dnerv_fast.errors.CodecError` / ``BitstreamError`` here.
         videos: names of the videos to serve, in this order (default: all, in file order).
         unit: ``"clip"``: items are [3, T, H, W] with T = ``clip_frames``; ``"frame"``: [3, H, W].
         clip_frames: frames per clip item, a multiple of the model's clip length (default: one

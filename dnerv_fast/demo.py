@@ -9,22 +9,23 @@ import argparse
 import time
 from pathlib import Path
 
-from dnerv_fast.codec.atomic import atomic_dir
+from dnerv_fast.atomic import atomic_dir
+from dnerv_fast.errors import UsageError
 
 # The paper's 5e-4 is tuned for 1600 epochs; a 40-epoch demo on a tiny model learns far more
 # with 10x that (measured on the demo clip: 20.7 dB at 5e-4, 23.9 dB at 5e-3).
 DEMO_LR = 5e-3
 
 
-def run(args: argparse.Namespace) -> int:
+def run_demo(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.evaluate import evaluate
     from dnerv_fast.codec.pipeline import decode, encode
     from dnerv_fast.codec.report import format_table, write_csv, write_plot
-    from dnerv_fast.synthetic import moving_pattern
-    from dnerv_fast.video_io import write_video
+    from dnerv_fast.media.synthetic import moving_pattern
+    from dnerv_fast.media.video_io import write_video
 
     if args.frames < 2:
-        raise ValueError(f"--frames must be at least 2, got {args.frames}")
+        raise UsageError(f"--frames must be at least 2, got {args.frames}")
     start = time.perf_counter()
     with atomic_dir(args.workdir, args.overwrite) as tmp:  # the folder appears only when complete
         shown = Path(args.workdir)
@@ -52,14 +53,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="encode, decode and evaluate a generated clip end to end",
-                       description="Generate a short 128x96 clip, encode it into a .dnerv file "
-                                   "with the tiny configuration, decode it, and compare it with "
-                                   "x264/x265. Everything is written under --workdir.")
+def demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Generate a short 128x96 clip, encode it into a .dnerv file with the tiny "
+                     "configuration, decode it, and compare it with x264/x265. Everything is "
+                     "written under --workdir; --overwrite replaces only the demo's own files.")
     p.add_argument("--workdir", type=Path, default=Path("dnerv-demo"), help="folder for all outputs")
     p.add_argument("--frames", type=int, default=24, help="frames to generate")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--overwrite", action="store_true", help="reuse an existing --workdir")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    p.add_argument("--epochs", type=int, default=40, help="training epochs")

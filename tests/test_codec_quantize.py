@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from dnerv_fast.codec.errors import BitstreamError, QuantizationError
+from dnerv_fast.errors import BitstreamError, QuantizationError
 from dnerv_fast.codec.quantize import (dequantize_tensor, num_groups, prune_state_dict,
                                        quantize_tensor)
 from dnerv_fast.codec.weights import (dequantize_state_dict, pack_weights, quantize_state_dict,

@@ -10,10 +10,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from dnerv_fast import DNeRVDataset
-from dnerv_fast.codec.errors import BitstreamError, CodecError
+from dnerv_fast.errors import BitstreamError, CodecError
 from dnerv_fast.codec.pipeline import encode, load
-from dnerv_fast.synthetic import moving_pattern
-from dnerv_fast.video_io import write_video
+from dnerv_fast.media.synthetic import moving_pattern
+from dnerv_fast.media.video_io import write_video
 
 SIZES = {"square": (17, 64, 64), "wide": (9, 72, 100)}   # frames, height, width; wide = 2x2 patches
 EXAMPLE = Path(__file__).parents[1] / "examples" / "train_classifier.py"

@@ -23,16 +23,18 @@ import torch.multiprocessing as mp
 from dnerv_fast.cli import main
 from dnerv_fast.codec.bitstream import read_container
 from checkpoint_hooks import copy_checkpoint_after
-from dnerv_fast.codec.errors import CodecError
-from dnerv_fast.codec.keyframes import encode_keyframe
+from dnerv_fast.errors import CodecError
+from dnerv_fast.media.keyframes import encode_keyframe
 from dnerv_fast.codec.pipeline import load
 from dnerv_fast.model.dnerv import DNeRV
-from dnerv_fast.synthetic import moving_pattern
-from dnerv_fast.train import TrainSettings, prepare_video, train
-from dnerv_fast.train.data import keyframe_images
-from dnerv_fast.train.distributed import resolve_device, session
+from dnerv_fast.media.synthetic import moving_pattern
+from dnerv_fast.clips.data import prepare_video
+from dnerv_fast.train import TrainSettings, train
+from dnerv_fast.clips.data import keyframe_images
+from dnerv_fast.devices import resolve_device
+from dnerv_fast.train.distributed import session
 from dnerv_fast.train.loss import loss_sums, reconstruction_loss
-from dnerv_fast.video_io import write_video
+from dnerv_fast.media.video_io import write_video
 
 WORLD = 2
 # 64x128 frames are 2 tiny patches; 9 frames are 2 clips each (the second holds one real
@@ -152,10 +154,13 @@ def test_device_errors(tmp_path, capsys):
 
 def test_torchrun_command_line(tmp_path):
     """The real launcher: ``torchrun -m dnerv_fast.cli encode`` against one process."""
+    (tmp_path / "src").mkdir()
     src = write_video(_video().frames, tmp_path / "src" / "pattern.mp4")
     common = [str(src), "--epochs", "2", "--batch-size", "3", "--keyframe-codec", "webp",
               "--device", "cpu", "-q"]
     one, two = tmp_path / "one" / "x.dnerv", tmp_path / "two" / "x.dnerv"
+    one.parent.mkdir()
+    two.parent.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     single = subprocess.run([sys.executable, "-m", "dnerv_fast.cli", "encode", *common,
                              "-o", str(one)], env=env, capture_output=True, text=True)

@@ -8,8 +8,8 @@ import pytest
 from dnerv_fast.cli import main
 from dnerv_fast.codec.pipeline import encode
 from dnerv_fast.codec.report import PADDED_NOTE
-from dnerv_fast.synthetic import moving_pattern
-from dnerv_fast.video_io import write_video
+from dnerv_fast.media.synthetic import moving_pattern
+from dnerv_fast.media.video_io import write_video
 
 
 def test_eval_command_writes_json_and_names_the_variant(tmp_path, capsys):

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from dnerv_fast.codec.errors import OutputExistsError
+from dnerv_fast.errors import OutputExistsError
 from dnerv_fast.codec.evaluate import Row
 from dnerv_fast.codec.report import (PADDED_NOTE, compressai_results, format_table, json_path,
                                      write_csv, write_json)
@@ -33,12 +33,19 @@ def _compressai_curve(path, metric):
 def test_table_and_csv_name_the_variant(tmp_path):
     table = format_table(ROWS)
     assert table.splitlines()[0].split()[-1] == "variant"
-    assert table.splitlines()[2].endswith(PAD) and table.splitlines()[4].endswith(" -")
+    holes = next(line for line in table.splitlines() if line.startswith("holes"))
+    assert table.splitlines()[2].endswith(PAD) and holes.endswith(" -")
     assert table.splitlines()[-1] == PADDED_NOTE and "161 px" in PADDED_NOTE
     assert PADDED_NOTE not in format_table([Row("x264", "s", "ALL", 1, 1.0, 1.0, 1.0, STD)])
     write_csv(ROWS, tmp_path / "rd.csv")
     rows = list(csv.DictReader((tmp_path / "rd.csv").open()))
     assert [r["ms_ssim_variant"] for r in rows] == [PAD, PAD, "", PAD, PAD, PAD]
+
+
+def test_a_single_video_is_not_shown_twice():
+    lines = format_table(ROWS).splitlines()[2:]
+    assert sum("D-NeRV" in line for line in lines) == 1 and " clip " in lines[0]
+    assert sum("x264" in line for line in lines) == 2 and sum("holes" in line for line in lines) == 1
 
 
 def test_compressai_results_shape():

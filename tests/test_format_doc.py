@@ -12,8 +12,8 @@ import torch
 from dnerv_fast.codec.pipeline import encode, load
 from dnerv_fast.configs import ModelConfig
 from dnerv_fast.model.dnerv import DNeRV
-from dnerv_fast.synthetic import moving_pattern
-from dnerv_fast.video_io import write_video
+from dnerv_fast.media.synthetic import moving_pattern
+from dnerv_fast.media.video_io import write_video
 
 
 def _groups(shape: tuple[int, ...]) -> int:

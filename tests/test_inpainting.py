@@ -6,10 +6,10 @@ import torch
 from dnerv_fast.cli import main
 from dnerv_fast.codec.evaluate import evaluate, region_psnr
 from dnerv_fast.codec.pipeline import encode, load
-from dnerv_fast.synthetic import moving_pattern
+from dnerv_fast.media.synthetic import moving_pattern
 from dnerv_fast.train.loss import reconstruction_loss
 from dnerv_fast.train.masks import BoxMasks, MaskError, VideoMasks, fill_holes, video_holes
-from dnerv_fast.video_io import Video, write_video
+from dnerv_fast.media.video_io import Video, write_video
 
 BOXES = BoxMasks(count=3, size=12, seed=7)
 
@@ -101,6 +101,8 @@ def sources(tmp_path_factory):
     holes = BOXES.holes(0, video)
     garbage = video.frames.copy()
     garbage[holes] = np.random.default_rng(1).integers(0, 256, size=(holes.sum(), 3))
+    (tmp / "clean").mkdir()
+    (tmp / "dirty").mkdir()
     clean = write_video(video.frames, tmp / "clean" / "pattern.mp4")
     dirty = write_video(garbage, tmp / "dirty" / "pattern.mp4")
     return tmp, clean, dirty

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from dnerv_fast.cli import main
-from dnerv_fast.profiling import ProfileSettings, run_profile
+from dnerv_fast.profiling.decode_speed import ProfileSettings, run_profile
 
 
 def test_profile_tiny_on_cpu_reports_fps_memory_and_breakdown():
@@ -30,7 +30,7 @@ def test_profile_cli_writes_json_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(args) == 0
     assert json.loads(out.read_text())["fps"] > 0
     assert "clips (patch frames)" in capsys.readouterr().out
-    assert main(args) == 2
+    assert main(args) == 1
     assert "already exists" in capsys.readouterr().err
 
 
@@ -38,5 +38,37 @@ def test_profile_rejects_cuda_graphs_without_gpu(capsys):
     import torch
     if torch.cuda.is_available():
         pytest.skip("has a GPU")
-    assert main(["profile", "--size", "tiny", "--cuda-graphs", "--frame-size", "none"]) == 2
+    assert main(["profile", "--size", "tiny", "--cuda-graphs", "--frame-size", "none"]) == 1
     assert "needs a CUDA device" in capsys.readouterr().err
+
+
+def test_profile_output_is_free_of_profiler_noise_and_shows_progress(capfd):
+    args = ["profile", "--size", "tiny", "--backend", "reference", "--frame-size", "none",
+            "--warmup", "0", "--repeats", "1"]
+    assert main(args) == 0
+    out, err = capfd.readouterr()
+    assert "USDT" not in out + err and "profiler_start" not in out + err
+    assert "[profile] timing clips" in err and "per-stage breakdown" in err
+
+
+def test_noisy_figures_are_flagged():
+    from dnerv_fast.profiling.commands import format_report
+    from dnerv_fast.profiling.timing import summarize
+    quiet, noisy = summarize([1.0, 1.01, 1.02, 1.0]), summarize([1.0, 2.0, 5.0, 1.0])
+    assert not quiet["noisy"] and noisy["noisy"]
+    report = {"settings": {"size": "tiny", "dtype": "fp32", "compile": False, "cuda_graphs": False,
+                           "batch": 1}, "device": "cpu", "backend": "cpu",
+              "clip": {**noisy, "fps": 8.0}, "memory": {}, "malloc": "default"}
+    text = format_report(report)
+    assert "NOISY (" in text.splitlines()[2] and "do not quote it" in text
+    assert "NOISY" not in format_report({**report, "clip": {**quiet, "fps": 8.0}})
+
+
+def test_progress_reports_what_is_left(monkeypatch):
+    import torch
+
+    from dnerv_fast.profiling import timing
+    monkeypatch.setattr(timing, "PROGRESS_EVERY_S", 0.0)
+    heard = []
+    timing.time_repeats(lambda: None, torch.device("cpu"), 1, 3, heard.append)
+    assert len(heard) == 3 and heard[0].startswith("  1/4 calls (1 warm-up), about ")

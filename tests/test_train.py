@@ -5,15 +5,16 @@ import pytest
 import torch
 
 from checkpoint_hooks import copy_checkpoint_after
-from dnerv_fast.codec.errors import CheckpointError, CodecError
-from dnerv_fast.codec.keyframes import encode_keyframe
+from dnerv_fast.errors import CheckpointError, CodecError
+from dnerv_fast.media.keyframes import encode_keyframe
 from dnerv_fast.model.dnerv import DNeRV
-from dnerv_fast.train import TrainSettings, prepare_video, train
-from dnerv_fast.train.data import ClipRef, all_clips, keyframe_images, make_batch
-from dnerv_fast.train.forward import run_batch
+from dnerv_fast.clips.data import prepare_video
+from dnerv_fast.train import TrainSettings, train
+from dnerv_fast.clips.data import ClipRef, all_clips, keyframe_images, make_batch
+from dnerv_fast.clips.decoder import run_batch
 from dnerv_fast.train.loss import reconstruction_loss
-from dnerv_fast.train.schedule import learning_rate
-from dnerv_fast.synthetic import moving_pattern
+from dnerv_fast.train.lr_schedule import learning_rate
+from dnerv_fast.media.synthetic import moving_pattern
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_resume_errors(prepared, tmp_path):
         train(model, [prepared], TrainSettings(epochs=1), checkpoint=tmp_path / "none",
               resume=True, progress=False)
     train(model, [prepared], TrainSettings(epochs=1), checkpoint=tmp_path / "c", progress=False)
-    with pytest.raises(CheckpointError, match="different settings"):
+    with pytest.raises(CheckpointError, match="other settings"):
         train(model, [prepared], TrainSettings(epochs=1, lr=1e-3), checkpoint=tmp_path / "c",
               resume=True, progress=False)
     (tmp_path / "junk").write_bytes(b"junk")

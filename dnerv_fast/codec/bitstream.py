@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnerv_fast.codec.atomic import write_bytes_atomic
-from dnerv_fast.codec.errors import BitstreamError
+from dnerv_fast.atomic import write_bytes_atomic
+from dnerv_fast.errors import BitstreamError
 
 MAGIC = b"DNERVF\x1a\n"
 FORMAT_VERSION = 1
@@ -33,6 +34,9 @@ _PRELUDE = struct.Struct("<8sHH")
 _ENTRY = struct.Struct("<4sQ")
 _CRC = struct.Struct("<I")
 _LEN = struct.Struct("<I")
+# A header is a few kB; a file is at most a few hundred MB for the paper's largest model.
+MAX_HEADER_BYTES = 1 << 20
+MAX_FILE_BYTES = 4 << 30
 
 
 @dataclass
@@ -62,13 +66,53 @@ def _unpack_keyframes(data: bytes) -> list[bytes]:
     return out
 
 
+def _header_bytes(header: dict[str, Any]) -> bytes:
+    return json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+
+
+def section_sizes(container: Container) -> dict[str, int]:
+    """Bytes of the file by part: framing (magic, version, table, CRC), header, weights,
+    keyframes (their length fields included); they add up to the size :func:`to_bytes` gives."""
+    return {"framing": _PRELUDE.size + len(SECTIONS) * _ENTRY.size + _CRC.size,
+            "header": len(_header_bytes(container.header)), "weights": len(container.weights),
+            "keyframes": len(_pack_keyframes(container.keyframes))}
+
+
 def to_bytes(container: Container) -> bytes:
     """Serialise a container (header JSON is written compactly, keys sorted)."""
-    head = json.dumps(container.header, separators=(",", ":"), sort_keys=True).encode()
+    head = _header_bytes(container.header)
     payloads = [head, container.weights, _pack_keyframes(container.keyframes)]
     table = b"".join(_ENTRY.pack(tag, len(p)) for tag, p in zip(SECTIONS, payloads))
     body = _PRELUDE.pack(MAGIC, FORMAT_VERSION, len(SECTIONS)) + table + b"".join(payloads)
     return body + _CRC.pack(zlib.crc32(body))
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a key appears twice in one object")
+    return out
+
+
+def _parse_json(payload: bytes, source: str) -> dict[str, Any]:
+    """The header object: strict JSON (no NaN or Infinity, no repeated keys), bounded size."""
+    if len(payload) > MAX_HEADER_BYTES:
+        raise BitstreamError(f"{source} has a {len(payload)}-byte header; the limit is "
+                             f"{MAX_HEADER_BYTES}")
+    try:
+        header = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant,
+                            object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, ValueError) as e:   # JSONDecodeError is a ValueError
+        raise BitstreamError(f"{source} has an unreadable header: {e}") from e
+    except RecursionError:
+        raise BitstreamError(f"{source} has an unreadable header: nested too deeply") from None
+    if not isinstance(header, dict):
+        raise BitstreamError(f"{source} header is not a JSON object")
+    return header
 
 
 def from_bytes(data: bytes, source: str = "file") -> Container:
@@ -105,12 +149,7 @@ def from_bytes(data: bytes, source: str = "file") -> Container:
     for _, n in entries:
         payloads.append(data[pos:pos + n])
         pos += n
-    try:
-        header = json.loads(payloads[0].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BitstreamError(f"{source} has an unreadable header: {e}") from e
-    if not isinstance(header, dict):
-        raise BitstreamError(f"{source} header is not a JSON object")
+    header = _parse_json(payloads[0], source)
     return Container(header, payloads[1], _unpack_keyframes(payloads[2]))
 
 
@@ -122,11 +161,20 @@ def write_container(path: str | os.PathLike, container: Container, overwrite: bo
 
 
 def read_container(path: str | os.PathLike) -> Container:
+    """Read and verify a .dnerv file (a regular file of at most MAX_FILE_BYTES)."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        with os.fdopen(os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise BitstreamError(f"'{p}' is not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise BitstreamError(f"'{p}' is {info.st_size} bytes, more than a .dnerv file "
+                                     f"may hold ({MAX_FILE_BYTES})")
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
-        raise BitstreamError(f"cannot read '{p}': {e}") from e
+        raise BitstreamError(f"cannot read '{p}': {e.strerror or e}") from e
     return from_bytes(data, f"'{p}'")
 
 

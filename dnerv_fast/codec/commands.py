@@ -1,34 +1,21 @@
-"""``dnerv-fast encode / decode / eval``: argparse wiring for the codec.
+"""``dnerv-fast encode / decode / eval / info``: the codec's commands.
 
-``register(subparsers)`` adds the three commands; each handler returns the exit status and
-turns every :class:`CodecError` into one ``error:`` line on stderr and status 1.
+Each command has a function that adds its arguments and one that runs it; both are
+registered in :data:`dnerv_fast.cli.COMMANDS`, and :func:`dnerv_fast.cli.main` turns every
+failure into one ``error:`` line. Nothing here imports torch until a command runs.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from typing import TYPE_CHECKING, Callable
-
-from dnerv_fast.codec.errors import CodecError
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dnerv_fast.train.masks import MaskSource
 
-# Spelled out here so that --help never imports torch (see train.distributed, precision).
-DEVICE_CHOICES = ["auto", "cpu", "cuda"]
+# Spelled out here so that --help never imports torch (see precision.parse_dtype).
 DTYPE_CHOICES = ["fp32", "bf16", "fp16"]
-
-
-def _guard(name: str, handler: Callable[[argparse.Namespace], int]
-           ) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except CodecError as e:
-            print(f"dnerv-fast {name}: error: {e}", file=sys.stderr)
-            return 1
-    return run
+DEFAULT_BOX_SIZE = 32
 
 
 def _masks(args: argparse.Namespace) -> MaskSource | None:
@@ -46,7 +33,7 @@ def _masks(args: argparse.Namespace) -> MaskSource | None:
     return BoxMasks(args.mask_boxes, size, args.mask_seed or 0)
 
 
-def _encode(args: argparse.Namespace) -> int:
+def run_encode(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.pipeline import encode
     from dnerv_fast.train.distributed import is_main_process
     start = time.perf_counter()
@@ -55,8 +42,8 @@ def _encode(args: argparse.Namespace) -> int:
                     bits=args.bits, prune=args.prune, batch_size=args.batch_size, lr=args.lr,
                     loss=args.loss, seed=args.seed, max_frames=args.max_frames,
                     resume=args.resume, checkpoint_every=args.checkpoint_every,
-                    keep_checkpoint=args.keep_checkpoint, overwrite=args.overwrite, progress=not args.quiet, device=args.device,
-                    masks=_masks(args))
+                    keep_checkpoint=args.keep_checkpoint, overwrite=args.overwrite,
+                    progress=not args.quiet, device=args.device, masks=_masks(args))
     if not is_main_process():
         return 0
     s = result.section_bytes
@@ -66,7 +53,7 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decode(args: argparse.Namespace) -> int:
+def run_decode(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.pipeline import decode
     for path in decode(args.input, args.output, fmt=args.format, overwrite=args.overwrite,
                        progress=not args.quiet, device=args.device, dtype=args.dtype):
@@ -74,17 +61,16 @@ def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from dnerv_fast.codec.atomic import check_output
+def run_eval(args: argparse.Namespace) -> int:
+    from dnerv_fast.atomic import check_file_output
     from dnerv_fast.codec.evaluate import DNERV, evaluate
-    from dnerv_fast.codec.report import format_table, json_path, write_csv, write_json, write_plot
-    outputs = [args.csv, args.plot]
-    if args.json:
-        anchors = args.anchors if args.crf else []
-        outputs += [json_path(args.json, m) for m in (DNERV, *anchors)]
-    for out in outputs:
+    from dnerv_fast.codec.report import (check_json_outputs, format_table, write_csv, write_json,
+                                         write_plot)
+    for out in (args.csv, args.plot):
         if out:
-            check_output(out, args.overwrite)
+            check_file_output(out, args.overwrite)
+    if args.json:
+        check_json_outputs(args.json, [DNERV, *(args.anchors if args.crf else [])], args.overwrite)
     rows = evaluate(args.input, args.videos, crfs=args.crf, anchors=args.anchors,
                     preset=args.preset, progress=not args.quiet, masks=_masks(args))
     print(format_table(rows))
@@ -98,79 +84,73 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_BOX_SIZE = 32
-
-
 def _add_mask_options(p: argparse.ArgumentParser, purpose: str) -> None:
     g = p.add_argument_group("inpainting masks", purpose)
     g.add_argument("--mask-boxes", type=int, metavar="COUNT",
                    help="hide COUNT random square boxes in every frame")
     g.add_argument("--mask-box-size", type=int, metavar="PIXELS",
-                   help=f"side of each box (default {DEFAULT_BOX_SIZE})")
+                   help=f"side of each box (default {DEFAULT_BOX_SIZE} with --mask-boxes)")
     g.add_argument("--mask-seed", type=int, metavar="SEED", help="box placement seed (default 0)")
     g.add_argument("--mask-video", nargs="+", metavar="MASK",
                    help="one mask video (file or frame folder) per video, same size and frames; "
                         "pixels of 128 or more are holes")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``encode``, ``decode`` and ``eval`` to a ``dnerv-fast`` subparsers object."""
-    p = sub.add_parser("encode", help="train one D-NeRV on videos and write a .dnerv file",
-                       description="Encode videos (files or folders of frames) into one .dnerv "
-                                   "file: keyframes coded by an image codec, and a network "
-                                   "trained on them, quantised and entropy coded.")
-    p.add_argument("videos", nargs="+", metavar="VIDEO")
+def encode_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Encode videos (files or folders of frames) into one .dnerv file: keyframes "
+                     "coded by an image codec, and a network trained on them, quantised and "
+                     "entropy coded.")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of frames")
     p.add_argument("-o", "--output", required=True, help="the .dnerv file to write")
-    p.add_argument("--size", default="tiny", help="model configuration (tiny, uvg-XS..XL, ucf101-S..L)")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--keyframe-codec", default="webp", help="webp, jpeg, png, hevc or av1")
+    p.add_argument("--size", default="tiny",
+                   help="model configuration: tiny, uvg-XS..XL, ucf101-S..L (dnerv-fast info)")
+    p.add_argument("--epochs", type=int, default=100, help="passes over every clip")
+    p.add_argument("--keyframe-codec", default="webp", choices=["webp", "jpeg", "png", "hevc", "av1"],
+                   help="intra codec of the keyframes")
     p.add_argument("--keyframe-quality", type=int, default=None,
-                   help="webp/jpeg: 1-100 (higher is better); hevc/av1: CRF (lower is better)")
+                   help="webp/jpeg: 1-100 (higher is better; default 85/90); hevc/av1: CRF "
+                        "(lower is better; default 28/35); png: lossless")
     p.add_argument("--bits", type=int, default=8, help="weight bits, 4-8 (2^bits - 1 levels)")
     p.add_argument("--prune", type=float, default=0.0, help="fraction of weights set to zero")
     p.add_argument("--batch-size", type=int, default=8,
                    help="clips per step (in all, over the processes under torchrun)")
-    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
-    p.add_argument("--loss", default="uvg", choices=["uvg", "ucf101"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-frames", type=int, default=None, help="use only the first frames")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate, in (0, 1]")
+    p.add_argument("--loss", default="uvg", choices=["uvg", "ucf101"],
+                   help="the paper's loss for that data set (SPEC: 0.7 L1 + 0.3 (1-SSIM) for uvg)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights and clip order")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="use only the first frames of each video (default: all)")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
-                   help="save OUTPUT.ckpt every N epochs (it is removed after success)")
+                   help="save OUTPUT.ckpt every N epochs, 0: only at the end (it is removed after "
+                        "success)")
     p.add_argument("--resume", action="store_true", help="continue training from OUTPUT.ckpt")
     p.add_argument("--keep-checkpoint", action="store_true",
                    help="keep OUTPUT.ckpt after success; --resume from a copy of it with other "
                         "--bits/--prune re-quantises without training again")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
-                   help="where to train (auto: the GPU when there is one; under torchrun, "
-                        "each process's GPU cuda:LOCAL_RANK)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_mask_options(p, "Inpainting: train without seeing the masked pixels (keyframes are "
                          "coded with the holes filled, the loss ignores them). Box settings "
                          "are stored in the file.")
-    p.set_defaults(func=_guard("encode", _encode))
 
-    p = sub.add_parser("decode", help="decode every video of a .dnerv file",
-                       description="Decode to OUT/NAME.mp4 (lossless RGB x264) or OUT/NAME/ PNGs, "
-                                   "at the original frame size.")
+
+def decode_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Decode to OUT/NAME.mp4 (lossless RGB x264) or OUT/NAME/ PNGs, at the "
+                     "original frame size. Names stored in the file become safe file names.")
     p.add_argument("input", help="a .dnerv file")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--format", default="mp4", choices=["mp4", "png"])
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
-                   help="where the network runs (auto: a GPU when there is one)")
+    p.add_argument("--format", default="mp4", choices=["mp4", "png"], help="output of each video")
     p.add_argument("--dtype", default="fp32", choices=DTYPE_CHOICES,
                    help="network precision; bf16/fp16 stay within a few hundredths of a dB of fp32")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(func=_guard("decode", _decode))
 
-    p = sub.add_parser("eval", help="rate-distortion of a .dnerv file against x264/x265",
-                       description="PSNR, MS-SSIM and bpp per video and overall, for the .dnerv "
-                                   "file and for x264/x265 (yuv444p) at the given CRFs.")
+
+def eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("PSNR, MS-SSIM and bpp per video and overall, for the .dnerv file and for "
+                     "x264/x265 (yuv444p) at the given CRFs.")
     p.add_argument("input", help="a .dnerv file")
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="the source videos, in encode order")
-    p.add_argument("--crf", type=int, nargs="+", default=[23, 28, 33, 38])
-    p.add_argument("--anchors", nargs="*", default=["x264", "x265"], choices=["x264", "x265"])
+    p.add_argument("--crf", type=int, nargs="+", default=[23, 28, 33, 38],
+                   help="x264/x265 CRFs of the anchor points")
+    p.add_argument("--anchors", nargs="*", default=["x264", "x265"], choices=["x264", "x265"],
+                   help="classical codecs to compare with")
     p.add_argument("--preset", default="medium", help="x264/x265 preset")
     p.add_argument("--csv", help="write the table as CSV")
     p.add_argument("--plot", help="write a rate-distortion plot (PNG)")
@@ -178,9 +158,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write DIR/dnerv.json, DIR/x264.json, DIR/x265.json: each codec's "
                         "overall points in CompressAI's results format (name, description, "
                         "results: bpp, psnr-rgb, ms-ssim-rgb), for compressai.utils.plot")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
     _add_mask_options(p, "Also report PSNR inside the holes and outside them. Without these "
                          "options, the box masks stored in the file are used; a file trained "
                          "with mask videos needs --mask-video again.")
-    p.set_defaults(func=_guard("eval", _eval))
+
+
+def info_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("With FILE: its format version, configuration, videos (size, frames, fps), "
+                     "bytes per section and bits per pixel, read without decoding anything. "
+                     "Without: every named model configuration and its parameter count.")
+    p.add_argument("file", nargs="?", help="a .dnerv file")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from dnerv_fast.codec.inspect import configurations_table, describe_file
+    print(describe_file(args.file) if args.file else configurations_table())
+    return 0

@@ -18,7 +18,7 @@ import struct
 import constriction
 import numpy as np
 
-from dnerv_fast.codec.errors import BitstreamError
+from dnerv_fast.errors import BitstreamError
 
 _HEAD = struct.Struct("<iI")
 _WORDS = struct.Struct("<I")

@@ -20,11 +20,11 @@ import torch
 from tqdm import tqdm
 
 from dnerv_fast.codec.anchors import encode_anchor
-from dnerv_fast.codec.errors import CodecError
+from dnerv_fast.errors import CodecError
 from dnerv_fast.codec.pipeline import Encoded, load, read_sources
 from dnerv_fast.metrics import ms_ssim, ms_ssim_variant, psnr
 from dnerv_fast.train.masks import MaskSource, masks_from_header, video_holes
-from dnerv_fast.video_io import Video
+from dnerv_fast.media.video_io import Video
 
 METRIC_CHUNK = 16  # frames per metric call, to bound memory on large frames
 REGION_METHODS = ("holes", "visible")  # inpainting rows: PSNR inside / outside the masks

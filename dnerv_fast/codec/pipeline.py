@@ -1,6 +1,7 @@
 """Encode videos into one .dnerv file, decode it back, and load it for evaluation."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,24 +10,28 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dnerv_fast.codec.atomic import atomic_dir, check_output
+from dnerv_fast.atomic import (atomic_dir, check_file_output, check_folder_output,
+                               check_replaceable)
 from dnerv_fast.codec.bitstream import (FORMAT_VERSION, Container, bits_per_pixel,
-                                        read_container, write_container)
-from dnerv_fast.codec.errors import BitstreamError, CodecError
-from dnerv_fast.codec.keyframes import encode_keyframe, get_codec
+                                        read_container, section_sizes, write_container)
+from dnerv_fast.errors import (BitstreamError, CodecError, Interrupted, OutputExistsError,
+                               OutputPathError, UsageError)
+from dnerv_fast.codec.header import FORMAT_NAME, keyframe_count, parse_header
+from dnerv_fast.media.keyframes import encode_keyframe, get_codec
 from dnerv_fast.codec.quantize import check_bits, check_prune
-from dnerv_fast.codec.render import render_video
+from dnerv_fast.codec.names import safe_names
+from dnerv_fast.codec.render import RENDER_CHUNK, render_video
 from dnerv_fast.codec.weights import (dequantize_state_dict, pack_weights, quantize_state_dict,
                                       unpack_weights)
 from dnerv_fast.configs import ModelConfig, get_config
 from dnerv_fast.model.dnerv import DNeRV
-from dnerv_fast.schedule import keyframe_indices
-from dnerv_fast.train.data import PreparedVideo, keyframe_images, prepare_video, restore_video
+from dnerv_fast.clips.data import PreparedVideo, keyframe_images, prepare_video, restore_video
 from dnerv_fast.precision import parse_dtype
-from dnerv_fast.train.distributed import Distributed, resolve_device, session
+from dnerv_fast.devices import resolve_device
+from dnerv_fast.train.distributed import Distributed, session
 from dnerv_fast.train.masks import MaskSource, fill_holes, video_holes
 from dnerv_fast.train.trainer import TrainSettings, train
-from dnerv_fast.video_io import Video, read_video, write_video
+from dnerv_fast.media.video_io import Video, png_names, read_video, write_video
 
 
 @dataclass
@@ -51,23 +56,11 @@ class Encoded:
         return render_video(self.model, self.videos, index, progress=progress)
 
 
-def unique_names(names: Sequence[str]) -> list[str]:
-    """Make video names distinct (``a``, ``a`` -> ``a``, ``a_2``): they name the outputs."""
-    out: list[str] = []
-    for n in names:
-        name, k = n, 1
-        while name in out:
-            k += 1
-            name = f"{n}_{k}"
-        out.append(name)
-    return out
-
-
 def read_sources(paths: Sequence[str | os.PathLike], max_frames: int | None = None) -> list[Video]:
     if not paths:
         raise CodecError("no input videos given")
     videos = [read_video(p, max_frames=max_frames) for p in paths]
-    for v, n in zip(videos, unique_names([v.name for v in videos])):
+    for v, n in zip(videos, safe_names([v.name for v in videos])):
         v.name = n
     return videos
 
@@ -75,7 +68,7 @@ def read_sources(paths: Sequence[str | os.PathLike], max_frames: int | None = No
 def _header(config: ModelConfig, videos: list[PreparedVideo], codec: str, quality: int,
             bits: int, prune: float, params: int, masks: MaskSource | None) -> dict[str, Any]:
     header = {
-        "format": "dnerv_fast", "version": FORMAT_VERSION, "config": config.to_dict(),
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "config": config.to_dict(),
         "bits": bits, "prune": prune, "keyframe_codec": codec, "keyframe_quality": quality,
         "parameters": params,
         "videos": [{"name": v.name, "height": v.height, "width": v.width, "frames": v.length,
@@ -101,7 +94,7 @@ def _prepare(sources: list[Video], config: ModelConfig, codec: str, quality: int
     return prepared
 
 
-def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, size: str = "tiny",
+def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, size: str = "tiny",
            epochs: int = 100, keyframe_codec: str = "webp", keyframe_quality: int | None = None,
            bits: int = 8, prune: float = 0.0, batch_size: int = 8, lr: float = 5e-4,
            loss: str = "uvg", seed: int = 0, max_frames: int | None = None,
@@ -109,6 +102,15 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, siz
            overwrite: bool = False, progress: bool = True, device: str = "auto",
            masks: MaskSource | None = None) -> Encoded:
     """Train one D-NeRV on ``videos`` and write everything needed to decode them to ``out_path``.
+
+    ``videos``: video files (anything PyAV reads) or folders of frames; ``out_path``: the
+    ``.dnerv`` file (its folder must exist). The rest mirror ``dnerv-fast encode``:
+    ``size`` a named configuration (:data:`dnerv_fast.configs.CONFIGS`); ``epochs``,
+    ``batch_size`` (clips per step), ``lr`` (peak, warm-up then cosine), ``loss`` (``uvg`` or
+    ``ucf101``) and ``seed`` the training; ``keyframe_codec`` / ``keyframe_quality`` the
+    keyframes' intra codec (:mod:`dnerv_fast.media.keyframes`); ``bits`` (4..8) and
+    ``prune`` (a fraction) the weights; ``max_frames`` keeps only the first frames of each video; ``overwrite``
+    replaces an existing output; ``progress`` shows bars.
 
     Training checkpoints go to ``<out_path>.ckpt`` (every ``checkpoint_every`` epochs and at
     the end; ``resume`` continues from it) and are removed once the file is written, unless
@@ -123,7 +125,18 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, siz
     pixels only, and box mask settings are stored in the header.
     Returns the quantised model (on the CPU) exactly as the decoder will rebuild it.
     """
-    out = check_output(out_path, overwrite)
+    out = check_file_output(out_path, overwrite)
+    if out.suffix != ".dnerv":
+        raise OutputPathError(f"the output of encode is a .dnerv file; '{out}' does not end in "
+                              f".dnerv")
+    ckpt = Path(f"{out}.ckpt")
+    if not resume and ckpt.exists() and not overwrite:
+        raise OutputExistsError(f"checkpoint '{ckpt}' of an earlier run exists; pass --resume "
+                                f"to continue it or --overwrite to start over and replace it")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or \
+            checkpoint_every < 0:
+        raise UsageError(f"checkpoint_every must be a whole number of epochs >= 0, got "
+                         f"{checkpoint_every!r}")
     bits = check_bits(bits)
     prune = check_prune(prune)
     codec, quality = get_codec(keyframe_codec, keyframe_quality)
@@ -139,9 +152,11 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, siz
                             masks, dist, progress)
         torch.manual_seed(seed)
         model = DNeRV(config).to(dist.device)
-        ckpt = Path(f"{out}.ckpt")
-        train(model, prepared, settings, checkpoint=ckpt, checkpoint_every=checkpoint_every,
-              resume=resume, progress=progress, dist=dist)
+        try:
+            train(model, prepared, settings, checkpoint=ckpt, checkpoint_every=checkpoint_every,
+                  resume=resume, progress=progress, dist=dist)
+        except KeyboardInterrupt:
+            raise Interrupted(_resume_hint(ckpt)) from None
         model.cpu()
         qsd = quantize_state_dict(model.state_dict(), bits, prune)
         model.load_state_dict(dequantize_state_dict(qsd))
@@ -160,57 +175,60 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, siz
         size_bytes = dist.on_main(write)
     for v in prepared:
         v.frames = v.visible = None
-    return Encoded(model, prepared, header, size_bytes, _section_sizes(container))
+    return Encoded(model, prepared, header, size_bytes, section_sizes(container))
 
 
-def _section_sizes(c: Container) -> dict[str, int]:
-    return {"weights": len(c.weights), "keyframes": sum(len(k) for k in c.keyframes)}
+def _resume_hint(ckpt: Path) -> str:
+    if ckpt.exists():
+        return (f"interrupted; training so far is saved in '{ckpt}': run the same command with "
+                f"--resume to continue")
+    return ("interrupted; no checkpoint was saved yet (--checkpoint-every N saves one every "
+            "N epochs, and --resume continues from it)")
 
 
-def _field(d: dict[str, Any], key: str, kind: type) -> Any:
-    if key not in d or not isinstance(d[key], kind):
-        raise BitstreamError(f"header field '{key}' is missing or not {kind.__name__}")
-    return d[key]
+def _model_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The state_dict shapes of the network ``config`` describes, found without allocating
+    its weights (the model is built on the meta device)."""
+    with torch.device("meta"):
+        return {k: tuple(t.shape) for k, t in DNeRV(config).state_dict().items()}
 
 
 def load(path: str | os.PathLike) -> Encoded:
-    """Read a .dnerv file and rebuild the quantised model and every video's keyframes."""
+    """Read a .dnerv file and rebuild the quantised model and every video's keyframes.
+
+    Everything the file declares is validated (:mod:`.header`) before anything is built from
+    it; keyframes are decoded later, when a video is rendered, each checked against the size
+    the header gives.
+    """
     container = read_container(path)
-    h = container.header
-    try:
-        config = ModelConfig.from_dict(_field(h, "config", dict))
-    except (TypeError, ValueError) as e:
-        raise BitstreamError(f"header holds an invalid model configuration: {e}") from e
-    bits, codec = _field(h, "bits", int), _field(h, "keyframe_codec", str)
-    model = DNeRV(config)
-    shapes = {k: tuple(t.shape) for k, t in model.state_dict().items()}
-    if sum(int(np.prod(s)) for s in shapes.values()) != _field(h, "parameters", int):
+    head = parse_header(container.header, version=FORMAT_VERSION,
+                        keyframes=len(container.keyframes), clips_per_pass=RENDER_CHUNK)
+    config = head.config
+    shapes = _model_shapes(config)
+    if sum(math.prod(s) for s in shapes.values()) != head.parameters:
         raise BitstreamError("header parameter count does not match its configuration")
-    model.load_state_dict(dequantize_state_dict(unpack_weights(container.weights, shapes, bits)))
+    weights = dequantize_state_dict(unpack_weights(container.weights, shapes, head.bits))
+    model = DNeRV(config)
+    model.load_state_dict(weights)
     model.eval()
     videos, pos = [], 0
-    for v in _field(h, "videos", list):
-        length = _field(v, "frames", int)
-        count = len(keyframe_indices(length, config.clip_len))
-        keys = container.keyframes[pos:pos + count]
-        if len(keys) != count:
-            raise BitstreamError("file holds fewer keyframes than its videos need")
-        videos.append(restore_video(_field(v, "name", str), _field(v, "height", int),
-                                    _field(v, "width", int), length, float(v.get("fps", 25.0)),
-                                    config, codec, keys))
+    for v in head.videos:
+        count = keyframe_count(v.frames, config.clip_len)
+        videos.append(restore_video(v.name, v.height, v.width, v.frames, v.fps, config,
+                                    head.keyframe_codec, container.keyframes[pos:pos + count]))
         pos += count
-    if pos != len(container.keyframes):
-        raise BitstreamError(f"file holds {len(container.keyframes) - pos} keyframes no video uses")
-    return Encoded(model, videos, h, Path(path).stat().st_size, _section_sizes(container))
+    return Encoded(model, videos, head.raw, Path(path).stat().st_size, section_sizes(container))
 
 
-def decode(path: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "mp4",
+def decode(path: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: str = "mp4",
            overwrite: bool = False, progress: bool = True, device: str = "auto",
            dtype: str = "fp32") -> list[Path]:
     """Decode every video of a .dnerv file into ``out_dir`` (``NAME.mp4`` or ``NAME/`` PNGs).
 
-    mp4 output is lossless (see :mod:`dnerv_fast.video_io`). The folder appears only when
-    every video is written. ``device`` (``auto``, ``cpu``, ``cuda``) and ``dtype`` (``fp32``,
+    mp4 output is lossless (see :mod:`dnerv_fast.media.video_io`). Names stored in the file become
+    safe file names (:mod:`.names`). A new folder appears only when every video is written;
+    with ``overwrite`` an existing folder gains the decoded videos and keeps its other files
+    (:func:`~dnerv_fast.atomic.atomic_dir`). ``device`` (``auto``, ``cpu``, ``cuda``) and ``dtype`` (``fp32``,
     ``bf16``, ``fp16``) choose where and in what precision the network runs; only fp32 gives
     the frames the encoder measured, half precision stays within a few hundredths of a dB.
     """
@@ -221,14 +239,15 @@ def decode(path: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "mp4"
     except ValueError as e:
         raise CodecError(str(e)) from e
     target = resolve_device(device)
-    check_output(out_dir, overwrite)
+    check_folder_output(out_dir, overwrite)
     encoded = load(path)
     encoded.model.to(target, torch_dtype)
-    written = []
+    names = safe_names([v.name for v in encoded.videos])
+    entries = {f"{n}.mp4" if fmt == "mp4" else n: None if fmt == "mp4" else png_names(v.length)
+               for n, v in zip(names, encoded.videos)}
+    if overwrite:
+        check_replaceable(Path(out_dir), entries)
     with atomic_dir(out_dir, overwrite) as tmp:
-        for i, v in enumerate(encoded.videos):
-            frames = encoded.render(i, progress)
-            name = f"{v.name}.mp4" if fmt == "mp4" else v.name
-            write_video(frames, tmp / name, v.fps, fmt)
-            written.append(Path(out_dir) / name)
-    return written
+        for i, (entry, v) in enumerate(zip(entries, encoded.videos)):
+            write_video(encoded.render(i, progress), tmp / entry, v.fps, fmt)
+    return [Path(out_dir) / entry for entry in entries]

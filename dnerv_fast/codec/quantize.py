@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dnerv_fast.codec.errors import QuantizationError
+from dnerv_fast.errors import QuantizationError
 
 MIN_BITS, MAX_BITS = 4, 8
 MIN_GROUP = 32

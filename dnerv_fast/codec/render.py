@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.tiling import stitch
-from dnerv_fast.train.data import ClipRef, PreparedVideo, make_batch
-from dnerv_fast.train.forward import run_batch
+from dnerv_fast.clips.data import ClipRef, PreparedVideo, make_batch
+from dnerv_fast.clips.decoder import run_batch
 
 RENDER_CHUNK = 8  # clips per forward pass; consecutive clips share keyframe encodings
 

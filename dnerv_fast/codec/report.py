@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from dnerv_fast.codec.atomic import atomic_path, check_output, write_bytes_atomic
+from dnerv_fast.atomic import (atomic_dir, atomic_path, check_folder_output, check_output,
+                               write_bytes_atomic)
 from dnerv_fast.codec.evaluate import REGION_METHODS, Row, join_variants
 from dnerv_fast.metrics import MS_SSIM_MIN_SIDE, MS_SSIM_PADDED
 
@@ -21,7 +22,14 @@ PADDED_NOTE = (f"{MS_SSIM_PADDED}: frames under {MS_SSIM_MIN_SIDE} px a side are
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    """The rows as aligned text, with a note when a row's MS-SSIM is the padded variant."""
+    """The rows as aligned text, with a note when a row's MS-SSIM is the padded variant.
+
+    With a single video an ``ALL`` row repeats that video's row of the same method and
+    setting, so it is not shown.
+    """
+    if len({r.video for r in rows if r.video != "ALL"}) == 1:
+        own = {(r.method, r.setting) for r in rows if r.video != "ALL"}
+        rows = [r for r in rows if r.video != "ALL" or (r.method, r.setting) not in own]
     head = (f"{'method':<8} {'setting':<34} {'video':<20} {'frames':>6} {'bpp':>9} {'PSNR':>7} "
             f"{'MS-SSIM':>8} {'variant':<15}")
     lines = [head, "-" * len(head)]
@@ -108,15 +116,34 @@ def compressai_results(rows: Sequence[Row]) -> dict[str, dict]:
     return out
 
 
+def check_json_outputs(folder: str | os.PathLike, methods: Sequence[str],
+                       overwrite: bool = False) -> list[Path]:
+    """The JSON files :func:`write_json` would write for ``methods``, checked before any
+    work: in an existing ``folder`` each file (exists only with ``overwrite``), else the
+    folder itself (its parent must exist)."""
+    paths = [json_path(folder, m) for m in methods]
+    if Path(folder).is_dir():
+        for p in paths:
+            check_output(p, overwrite)
+    else:
+        check_folder_output(folder, overwrite=False)
+    return paths
+
+
 def write_json(rows: Sequence[Row], folder: str | os.PathLike, overwrite: bool = False
                ) -> list[Path]:
     """Write :func:`compressai_results` as one file per codec under ``folder`` (what
-    ``python -m compressai.utils.plot -f FILE...`` reads: one curve per file); each file is
-    written atomically. Returns the paths written."""
+    ``python -m compressai.utils.plot -f FILE...`` reads: one curve per file). A new folder
+    appears with all its files at once; in an existing one each file is written atomically.
+    Returns the paths written."""
     results = compressai_results(rows)
-    paths = [json_path(folder, m) for m in results]
-    for p in paths:
-        check_output(p, overwrite)
-    for p, obj in zip(paths, results.values()):
-        write_bytes_atomic(p, (json.dumps(obj, indent=2) + "\n").encode(), overwrite)
+    paths = check_json_outputs(folder, list(results), overwrite)
+    texts = [(json.dumps(obj, indent=2) + "\n").encode() for obj in results.values()]
+    if Path(folder).is_dir():
+        for p, text in zip(paths, texts):
+            write_bytes_atomic(p, text, overwrite)
+    else:
+        with atomic_dir(folder) as tmp:
+            for p, text in zip(paths, texts):
+                write_bytes_atomic(tmp / p.name, text)
     return paths

@@ -13,14 +13,19 @@ import numpy as np
 import torch
 
 from dnerv_fast.codec.entropy import decode_symbols, encode_symbols
-from dnerv_fast.codec.errors import BitstreamError
+from dnerv_fast.errors import BitstreamError, QuantizationError
 from dnerv_fast.codec.quantize import (QuantizedTensor, check_bits, dequantize_tensor,
-                                        num_groups, prune_state_dict, quantize_tensor)
+                                       num_groups, prune_state_dict, quantize_tensor)
 
 
 def quantize_state_dict(state_dict: dict[str, torch.Tensor], bits: int, prune: float = 0.0
                         ) -> OrderedDict[str, QuantizedTensor]:
-    """Prune (optional) then quantise every tensor."""
+    """Prune (optional) then quantise every tensor; NaN or infinite weights are refused
+    (they would silently become zeros)."""
+    for name, t in state_dict.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise QuantizationError(f"weight tensor '{name}' holds NaN or infinite values: "
+                                    f"training diverged (try a lower learning rate)")
     pruned = prune_state_dict(state_dict, prune)
     return OrderedDict((k, quantize_tensor(t, bits)) for k, t in pruned.items())
 
@@ -49,6 +54,8 @@ def unpack_weights(data: bytes, shapes: dict[str, tuple[int, ...]], bits: int
         if pos + 5 * g > len(data):
             raise BitstreamError("weights section is shorter than the model's scales need")
         scale = np.frombuffer(data, "<f4", g, pos).astype(np.float32)
+        if not (np.isfinite(scale).all() and (scale >= 0).all()):
+            raise BitstreamError("weights section holds a negative or non-finite scale")
         zero = np.frombuffer(data, np.uint8, g, pos + 4 * g).copy()
         params.append((scale, zero))
         pos += 5 * g

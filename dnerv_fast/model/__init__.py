@@ -1,5 +1,6 @@
 """The D-NeRV network, the NeRV baseline, and checkpoint loading."""
-from .checkpoint import CheckpointError, LoadReport, infer_config, load_state_dict, read_state_dict
+from ..errors import CheckpointError
+from .checkpoint import LoadReport, infer_config, load_state_dict, read_state_dict
 from .dnerv import DNeRV
 from .nerv import NeRV
 

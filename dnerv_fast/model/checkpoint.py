@@ -10,10 +10,7 @@ import torch
 import torch.nn as nn
 
 from ..configs import ModelConfig, get_config
-
-
-class CheckpointError(ValueError):
-    """A checkpoint does not fit the model; the message lists every mismatch."""
+from ..errors import CheckpointError
 
 
 @dataclass

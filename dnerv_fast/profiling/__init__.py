@@ -1,4 +1,2 @@
-"""Decoding-speed measurement: FPS, memory and a per-stage time breakdown."""
-from .decode_speed import ProfileSettings, run_profile
-
-__all__ = ["ProfileSettings", "run_profile"]
+"""Decoding-speed measurement: FPS, memory and a per-stage time breakdown
+(:mod:`.decode_speed`), and the ``dnerv-fast profile`` command (:mod:`.commands`)."""

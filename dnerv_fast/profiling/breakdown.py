@@ -1,12 +1,30 @@
 """Where decoding time goes, by the stages the model labels with ``dnerv_fast::`` ranges."""
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import os
+import sys
+from typing import Callable, Iterator
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 PREFIX = "dnerv_fast::"
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """The profiler's C++ side (Kineto) logs its start and stop straight to file descriptor
+    2 (``USDT: ... profiler_start``); keep those lines out of the command's output."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def stage_breakdown(fn: Callable[[], object], device: torch.device) -> list[dict[str, float | str | int]]:
@@ -17,7 +35,7 @@ def stage_breakdown(fn: Callable[[], object], device: torch.device) -> list[dict
     """
     fn()  # warm: no lazy initialisation inside the profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with _native_stderr_silenced(), profile(activities=activities) as prof:
         with torch.profiler.record_function(PREFIX + "total"):
             fn()
         if device.type == "cuda":

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from ..codec.atomic import write_bytes_atomic
+from ..atomic import write_bytes_atomic
 
 
 def _frame_size(text: str) -> tuple[int, int] | None:
@@ -19,30 +19,29 @@ def _frame_size(text: str) -> tuple[int, int] | None:
     return h, w
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("profile", help="measure decoding FPS, memory and where the time goes",
-                       description="Decode FPS of a D-NeRV network: 8-frame clips of one patch "
-                                   "video (keyframes shared by neighbouring clips, each encoded "
-                                   "once) and full frames (all patches, stitched, 8-bit).")
-    p.add_argument("--size", default="uvg-M", help="configuration name (default uvg-M)")
+def profile_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Decode FPS of a D-NeRV network: 8-frame clips of one patch video (keyframes "
+                     "shared by neighbouring clips, each encoded once) and full frames (all "
+                     "patches, stitched, 8-bit).")
+    p.add_argument("--size", default="uvg-M", help="model configuration (dnerv-fast info)")
     p.add_argument("--backend", choices=["auto", "reference", "triton", "cuda", "cpu"],
                    help="fused-op backend (default: $DNERV_FAST_BACKEND, else auto)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="network precision")
     p.add_argument("--compile", action="store_true", help="torch.compile the decoder")
     p.add_argument("--cuda-graphs", action="store_true", help="replay the decoder as a CUDA graph")
     p.add_argument("--batch", type=int, default=1, help="consecutive clips decoded per call")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--frame-size", type=_frame_size, default=(1024, 1920),
-                   help="full-frame size HxW for the stitched measurement, or none (default 1024x1920)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--no-breakdown", dest="breakdown", action="store_false")
+                   help="full-frame size HxW for the stitched measurement, or none")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs before measuring")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs (median and IQR)")
+    p.add_argument("--no-breakdown", dest="breakdown", action="store_false",
+                   help="skip the per-stage time breakdown (torch profiler)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON (field fps: frames/s)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_profile_command(args: argparse.Namespace) -> int:
     from .decode_speed import ProfileSettings, run_profile
     settings = ProfileSettings(size=args.size, backend=args.backend, dtype=args.dtype, compile=args.compile,
                                cuda_graphs=args.cuda_graphs, batch=args.batch, device=args.device,
@@ -55,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _noisy(stats: dict[str, Any]) -> str:
+    return f"  NOISY ({stats['iqr_ms'] / stats['median_ms']:.0%})" if stats["noisy"] else ""
+
+
 def format_report(r: dict[str, Any]) -> str:
     s = r["settings"]
     lines = [f"D-NeRV {s['size']} on {r['device']}: backend {r['backend']}, {s['dtype']}"
@@ -62,11 +65,17 @@ def format_report(r: dict[str, Any]) -> str:
              f"batch {s['batch']} clip(s)",
              f"{'workload':<28}{'median ms':>11}{'IQR ms':>9}{'FPS':>10}"]
     c = r["clip"]
-    lines.append(f"{'clips (patch frames)':<28}{c['median_ms']:>11.2f}{c['iqr_ms']:>9.2f}{c['fps']:>10.1f}")
+    lines.append(f"{'clips (patch frames)':<28}{c['median_ms']:>11.2f}{c['iqr_ms']:>9.2f}"
+                 f"{c['fps']:>10.1f}{_noisy(c)}")
     if "full_frame" in r:
         f = r["full_frame"]
         label = f"full {f['size'][0]}x{f['size'][1]} ({f['patches']} patches)"
-        lines.append(f"{label:<28}{f['median_ms']:>11.2f}{f['iqr_ms']:>9.2f}{f['fps']:>10.2f}")
+        lines.append(f"{label:<28}{f['median_ms']:>11.2f}{f['iqr_ms']:>9.2f}{f['fps']:>10.2f}"
+                     f"{_noisy(f)}")
+    if c["noisy"] or r.get("full_frame", {}).get("noisy"):
+        from .timing import NOISY_IQR_SHARE
+        lines.append(f"NOISY: an IQR above {NOISY_IQR_SHARE:.0%} of its median; do not quote it. "
+                     f"Rerun on a quiet machine, or with more --repeats.")
     lines.append("memory: " + ", ".join(f"{k} {v:.0f}" for k, v in r["memory"].items())
                  + f"; malloc {r['malloc']}")
     if "vs_fp32_reference" in r:

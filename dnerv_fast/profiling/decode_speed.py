@@ -16,6 +16,7 @@ import torch
 
 from .. import ops
 from ..allocator import heap_setting
+from ..errors import UsageError
 from ..configs import get_config
 from ..model import DNeRV
 from ..precision import DTYPES, parse_dtype
@@ -46,17 +47,24 @@ class ProfileSettings:
     def resolve_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        device = torch.device(self.device)
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise UsageError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but torch sees no CUDA device here")
+            raise UsageError("--device cuda asked for, but torch sees no CUDA device here")
         return device
 
     def validate(self, device: torch.device) -> None:
-        parse_dtype(self.dtype)
+        try:
+            parse_dtype(self.dtype)
+            get_config(self.size)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
         if self.batch < 1 or self.repeats < 1 or self.warmup < 0:
-            raise ValueError("batch and repeats must be >= 1 and warmup >= 0")
+            raise UsageError("batch and repeats must be >= 1 and warmup >= 0")
         if self.cuda_graphs and device.type != "cuda":
-            raise ValueError("--cuda-graphs needs a CUDA device")
+            raise UsageError("--cuda-graphs needs a CUDA device")
 
 
 def _clip_workload(model: DNeRV, batch: int, device: torch.device, dtype: torch.dtype,
@@ -135,16 +143,18 @@ def run_profile(settings: ProfileSettings, progress: Callable[[str], None] = lam
         decoder = build_decoder(model, settings, example)
         reset_peak_memory(device)
         progress("timing 256x320-patch clips" if model.config.patch_size == (256, 320) else "timing clips")
-        clip_times = time_repeats(lambda: decoder(*example), device, settings.warmup, settings.repeats)
+        clip_times = time_repeats(lambda: decoder(*example), device, settings.warmup,
+                                  settings.repeats, progress)
         clip = summarize(clip_times)
         result["clip"] = {**clip, "frames_per_call": settings.batch * T,
                           "fps": settings.batch * T / (clip["median_ms"] / 1e3)}
         result["fps"] = result["clip"]["fps"]
         if settings.frame_size is not None:
             progress(f"timing full {settings.frame_size[0]}x{settings.frame_size[1]} frames")
-            result["full_frame"] = _full_frames(decoder, example, model, settings, device)
+            result["full_frame"] = _full_frames(decoder, example, model, settings, device, progress)
         result["memory"] = peak_memory_mb(device)
         if reference_model is not None:
+            progress("comparing with the fp32 reference backend")
             with ops.use_backend("reference"):
                 expected = reference_model.decode_clips(*(x.float() if x.is_floating_point() else x for x in example))
             got = decoder(*example).float()
@@ -157,7 +167,8 @@ def run_profile(settings: ProfileSettings, progress: Callable[[str], None] = lam
 
 
 def _full_frames(decoder: Decoder, example: tuple[torch.Tensor, ...], model: DNeRV,
-                 settings: ProfileSettings, device: torch.device) -> dict[str, Any]:
+                 settings: ProfileSettings, device: torch.device,
+                 progress: Callable[[str], None]) -> dict[str, Any]:
     """Decode the same clips for every patch of a frame grid, stitch, quantise to 8 bits."""
     height, width = settings.frame_size
     grid = patch_grid(height, width, model.config.patch_size)
@@ -167,7 +178,8 @@ def _full_frames(decoder: Decoder, example: tuple[torch.Tensor, ...], model: DNe
         patches = patches.transpose(2, 3).flatten(1, 2)                        # [P, B*T, 3, ph, pw]
         return stitch(patches, grid).mul(255).round_().to(torch.uint8)
 
-    stats = summarize(time_repeats(frames, device, min(settings.warmup, 1), settings.repeats))
+    stats = summarize(time_repeats(frames, device, min(settings.warmup, 1), settings.repeats,
+                                   progress))
     n = settings.batch * model.config.clip_len
     return {**stats, "size": [height, width], "patches": grid.count, "frames_per_call": n,
             "fps": n / (stats["median_ms"] / 1e3)}

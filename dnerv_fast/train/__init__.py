@@ -1,5 +1,5 @@
-"""Training of D-NeRV for the codec: data preparation, loss, schedule, loop, checkpoints."""
-from dnerv_fast.train.data import PreparedVideo, prepare_video, restore_video
+"""Training of D-NeRV for the codec: the loop, loss, learning-rate schedule, checkpoints,
+data-parallel processes and inpainting masks."""
 from dnerv_fast.train.trainer import TrainSettings, train
 
-__all__ = ["PreparedVideo", "prepare_video", "restore_video", "TrainSettings", "train"]
+__all__ = ["TrainSettings", "train"]

@@ -18,25 +18,11 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
-from dnerv_fast.codec.errors import CodecError
+from dnerv_fast.devices import resolve_device
+from dnerv_fast.errors import CodecError
 
-DEVICES = ("auto", "cpu", "cuda")
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``: this process's GPU when CUDA is available, else the CPU."""
-    if name not in DEVICES:
-        raise CodecError(f"unknown device '{name}'; choose one of: {', '.join(DEVICES)}")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise CodecError("--device cuda needs a CUDA build of torch and a GPU; none is available")
-    if local_rank >= torch.cuda.device_count():
-        raise CodecError(f"process {local_rank} on this node has no GPU of its own "
-                         f"({torch.cuda.device_count()} visible); start at most that many")
-    return torch.device("cuda", local_rank)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dnerv_fast.codec.errors import CodecError
+from dnerv_fast.errors import CodecError
 from dnerv_fast.metrics import ssim_map, ssim_window
 
 # name: (weight of the pixel error, weight of 1 - SSIM, power of the pixel error)

@@ -24,8 +24,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from dnerv_fast.codec.errors import BitstreamError, CodecError
-from dnerv_fast.video_io import Video, read_video
+from dnerv_fast.errors import BitstreamError, CodecError
+from dnerv_fast.media.video_io import Video, read_video
 
 HOLE_THRESHOLD = 128
 

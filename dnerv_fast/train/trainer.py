@@ -10,6 +10,7 @@ part in each gradient exchange.
 """
 from __future__ import annotations
 
+import math
 import os
 import zlib
 from dataclasses import asdict, dataclass
@@ -18,15 +19,30 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from dnerv_fast.codec.errors import CodecError
+from dnerv_fast.errors import CheckpointError, CodecError
 from dnerv_fast.metrics import psnr
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from dnerv_fast.train.data import Batch, ClipRef, PreparedVideo, all_clips, make_batch
+from dnerv_fast.clips.data import Batch, ClipRef, PreparedVideo, all_clips, make_batch
 from dnerv_fast.train.distributed import Distributed
-from dnerv_fast.train.forward import ClipDecoder, run_batch
+from dnerv_fast.clips.decoder import ClipDecoder, run_batch
 from dnerv_fast.train.loss import LossSums, check_loss, loss_sums, masked_frames
-from dnerv_fast.train.schedule import learning_rate
+from dnerv_fast.train.lr_schedule import learning_rate
+
+
+# AdamW steps every weight by about lr at first: a rate near 1 destroys any network here.
+MAX_LR = 1.0
+MAX_EPOCHS = 1_000_000
+MAX_BATCH = 65536
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise CodecError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
 
 
 @dataclass
@@ -41,13 +57,28 @@ class TrainSettings:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise CodecError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise CodecError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.lr <= 0 or not 0 <= self.warmup < 1:
-            raise CodecError(f"need lr > 0 and warm-up in [0, 1), got {self.lr}, {self.warmup}")
+        _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
+        _check_int("batch size", self.batch_size, 1, MAX_BATCH)
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        if not _is_number(self.lr) or not 0 < self.lr <= MAX_LR:
+            raise CodecError(f"the learning rate must be a number in (0, {MAX_LR:g}], got {self.lr}")
+        if not _is_number(self.warmup) or not 0 <= self.warmup < 1:
+            raise CodecError(f"the warm-up share must be in [0, 1), got {self.warmup}")
         check_loss(self.loss)
+
+
+class TrainingDiverged(CodecError):
+    """The loss became NaN or infinite."""
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Every moment tensor loaded into ``optimizer`` has its parameter's shape."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                    raise ValueError(f"optimizer state '{name}' has shape {tuple(value.shape)} "
+                                     f"for a parameter of shape {tuple(param.shape)}")
 
 
 def _fingerprint(model: DNeRV, videos: list[PreparedVideo], s: TrainSettings) -> dict[str, Any]:
@@ -129,23 +160,29 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
     if resume:
         if checkpoint is None:
             raise CodecError("resuming needs a checkpoint path")
-        state = load_checkpoint(checkpoint, fingerprint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        sampler.set_state(state["sampler"])
+        state = load_checkpoint(checkpoint, fingerprint, model)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            _check_optimizer_state(optimizer)
+            set_rng_state(state["rng"])
+            sampler.set_state(state["sampler"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"checkpoint '{checkpoint}' is damaged: {e}") from e
         first, history = state["epoch"], state["history"]
     else:
         torch.manual_seed(settings.seed)
     net = dist.wrap(ClipDecoder(model))
     progress = progress and dist.is_main
     model.train()
+    # One bar over every step left, so that its rate and ETA are those of the whole run.
+    bar = tqdm(total=(settings.epochs - first) * steps, unit="step", disable=not progress,
+               leave=False)
     for epoch in range(first, settings.epochs):
         order = torch.randperm(len(refs), generator=sampler).tolist()
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not progress,
-                   leave=False)
+        bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
         loss_sum, psnr_sum, frames = 0.0, 0.0, 0
-        for step in bar:
+        for step in range(steps):
             lr = learning_rate((epoch + step / steps) / settings.epochs, settings.lr,
                                settings.warmup)
             for group in optimizer.param_groups:
@@ -156,19 +193,25 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if not math.isfinite(done.loss):
+                raise TrainingDiverged(f"training diverged in epoch {epoch + 1}, step {step + 1} "
+                                       f"(loss {done.loss}); try a lower --lr (now {settings.lr:g})")
             loss_sum += done.loss * done.frames
             psnr_sum += done.psnr_sum
             frames += done.frames
-            bar.set_postfix(loss=f"{done.loss:.4f}", psnr=f"{psnr_sum / max(frames, 1):.2f}",
-                            lr=f"{lr:.2e}")
+            bar.set_postfix(loss=f"{done.loss:.4f}", patch_psnr=f"{psnr_sum / max(frames, 1):.2f}",
+                            lr=f"{lr:.2e}", refresh=False)
+            bar.update()
         frames = max(frames, 1)
         history.append({"epoch": epoch + 1, "loss": loss_sum / frames, "psnr": psnr_sum / frames})
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{settings.epochs}: loss {loss_sum / frames:.4f}, "
-                       f"PSNR {psnr_sum / frames:.2f} dB")
+                       f"PSNR {psnr_sum / frames:.2f} dB on the training patches (float "
+                       f"weights, before quantisation)")
         last = epoch + 1 == settings.epochs
         if checkpoint is not None and dist.is_main and \
                 (last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0)):
             save_checkpoint(checkpoint, model, optimizer, epoch + 1, fingerprint, sampler, history)
+    bar.close()
     model.eval()
     return history

@@ -1,11 +1,11 @@
-"""Run the network on a :class:`~dnerv_fast.train.data.Batch`, encoding each keyframe once."""
+"""Run the network on a :class:`~dnerv_fast.clips.data.Batch`, encoding each keyframe once."""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
 from dnerv_fast.model.dnerv import DNeRV
-from dnerv_fast.train.data import Batch
+from dnerv_fast.clips.data import Batch
 
 
 class ClipDecoder(nn.Module):

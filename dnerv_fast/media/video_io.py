@@ -37,9 +37,9 @@ import av
 import numpy as np
 from PIL import Image
 
-from dnerv_fast.codec.atomic import atomic_dir, atomic_path
-from dnerv_fast.codec.errors import VideoReadError, VideoWriteError
-from dnerv_fast.codec.keyframes import PIL_DATA_ERRORS
+from dnerv_fast.atomic import atomic_dir, atomic_path
+from dnerv_fast.media.keyframes import PIL_DATA_ERRORS
+from dnerv_fast.errors import VideoReadError, VideoWriteError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_FPS = 25.0
@@ -301,7 +301,7 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = DEFAUL
             with atomic_path(target, overwrite) as tmp:
                 _write_mp4(frames, tmp, fps)
         elif fmt == "png":
-            with atomic_dir(target, overwrite) as tmp:
+            with atomic_dir(target, overwrite, whole=True) as tmp:
                 _write_pngs(frames, tmp)
         else:
             raise VideoWriteError(f"unknown output format '{fmt}' (use mp4 or png)")

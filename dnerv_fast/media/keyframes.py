@@ -36,7 +36,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from dnerv_fast.codec.errors import KeyframeCodecError
+from dnerv_fast.errors import KeyframeCodecError
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints a banner per encoder otherwise
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnerv_fast.video_io import Video
+from dnerv_fast.media.video_io import Video
 
 
 def moving_pattern(frames: int = 9, height: int = 64, width: int = 64, fps: float = 25.0,

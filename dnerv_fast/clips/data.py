@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dnerv_fast.codec.keyframes import decode_keyframe
+from dnerv_fast.media.keyframes import decode_keyframe
 from dnerv_fast.configs import ModelConfig
 from dnerv_fast.schedule import Clip, ClipBatch, clip_inputs, clip_schedule, keyframe_indices
 from dnerv_fast.tiling import PatchGrid, patch_grid, tile
-from dnerv_fast.video_io import Video
+from dnerv_fast.media.video_io import Video
 
 
 def _to_patches(frames: np.ndarray, grid: PatchGrid) -> torch.Tensor:

@@ -1,0 +1,190 @@
+"""The header of a .dnerv file, validated completely before anything is built from it.
+
+A .dnerv file may come from anyone. :func:`parse_header` checks every field's type and range
+and the totals that follow from them (frames, frame sizes, model widths, keyframe counts)
+before the decoder builds a schedule, a model or a frame buffer, so that what decoding
+allocates is bounded by what the declared content legitimately needs, and what it may
+declare is bounded by the limits below (docs/FORMAT.md lists them). Every violation raises
+:class:`BitstreamError` naming the field.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+from dnerv_fast.errors import BitstreamError
+from dnerv_fast.media.keyframes import CODECS
+from dnerv_fast.codec.quantize import MAX_BITS, MIN_BITS
+from dnerv_fast.configs import ModelConfig
+
+FORMAT_NAME = "dnerv_fast"
+MAX_VIDEOS = 4096
+MAX_FRAME_SIDE = 8192
+MAX_FRAMES = 1_000_000
+MAX_NAME_CHARS = 1024
+MAX_FPS = 1000.0
+# Decoded frames of one video, padded to whole patches, as uint8 RGB in memory.
+MAX_VIDEO_BYTES = 16 << 30
+# Model size: 2^28 parameters is 1 GiB in float32, four times the paper's largest model.
+MAX_PARAMETERS = 1 << 28
+# The largest decoder feature map of one decoding pass (clips_per_pass clips of clip_len
+# frames), in elements: 2^31 is 8 GiB in float32, eight times that of uvg-XL.
+MAX_FEATURE_ELEMENTS = 1 << 31
+MAX_BOXES = 4096
+_FIELDS = {"format", "version", "config", "bits", "prune", "keyframe_codec",
+           "keyframe_quality", "parameters", "videos", "inpainting"}
+_VIDEO_FIELDS = {"name", "height", "width", "frames", "fps"}
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One video as the header declares it."""
+
+    name: str
+    height: int
+    width: int
+    frames: int
+    fps: float
+
+
+@dataclass(frozen=True)
+class Header:
+    """A validated header; ``raw`` is the JSON object it was read from."""
+
+    config: ModelConfig
+    bits: int
+    prune: float
+    keyframe_codec: str
+    keyframe_quality: int
+    parameters: int
+    videos: tuple[VideoEntry, ...]
+    raw: dict[str, Any]
+
+
+def keyframe_count(frames: int, clip_len: int) -> int:
+    """``len(keyframe_indices(frames, clip_len))`` without building the schedule: the start
+    of every clip, plus the last frame when it starts no clip."""
+    return -(-frames // clip_len) + (0 if (frames - 1) % clip_len == 0 else 1)
+
+
+def _int(d: dict[str, Any], key: str, lo: int, hi: int, where: str = "") -> int:
+    value = d.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise BitstreamError(f"header field '{where}{key}' must be an integer in {lo}..{hi}, "
+                             f"got {_show(value)}")
+    return value
+
+
+def _number(d: dict[str, Any], key: str, lo: float, hi: float, where: str = "") -> float:
+    """A finite number in (lo, hi]."""
+    value = d.get(key)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not math.isfinite(value) or not lo < value <= hi:
+        raise BitstreamError(f"header field '{where}{key}' must be a number in ({lo:g}, {hi:g}], "
+                             f"got {_show(value)}")
+    return float(value)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _only(d: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise BitstreamError(f"header {where} has unknown fields: {', '.join(map(_show, unknown[:5]))}")
+
+
+def _config(raw: Any, clips_per_pass: int) -> ModelConfig:
+    if not isinstance(raw, dict):
+        raise BitstreamError("header field 'config' must be an object")
+    try:
+        config = ModelConfig.from_dict(raw)
+    except (TypeError, ValueError) as e:
+        raise BitstreamError(f"header holds an invalid model configuration: {e}") from e
+    ph, pw = config.patch_size
+    # Each decoder stage's output: its width at its resolution, for a whole decoding pass.
+    side, largest = 1, 0
+    for width, stride in zip(config.stage_widths()[1:], config.strides):
+        side *= stride
+        largest = max(largest, width * (ph // config.total_stride * side)
+                      * (pw // config.total_stride * side))
+    if largest * config.clip_len * clips_per_pass > MAX_FEATURE_ELEMENTS:
+        raise BitstreamError(f"header configuration needs decoder feature maps of "
+                             f"{largest * config.clip_len * clips_per_pass:,} elements, more than "
+                             f"the limit of {MAX_FEATURE_ELEMENTS:,}")
+    return config
+
+
+def _video(raw: Any, i: int, config: ModelConfig) -> VideoEntry:
+    where = f"videos[{i}]."
+    if not isinstance(raw, dict):
+        raise BitstreamError(f"header field 'videos[{i}]' must be an object")
+    _only(raw, _VIDEO_FIELDS, f"'videos[{i}]'")
+    name = raw.get("name")
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or "\0" in name:
+        raise BitstreamError(f"header field '{where}name' must be a non-empty string of at most "
+                             f"{MAX_NAME_CHARS} characters without NUL")
+    video = VideoEntry(name, _int(raw, "height", 1, MAX_FRAME_SIDE, where),
+                       _int(raw, "width", 1, MAX_FRAME_SIDE, where),
+                       _int(raw, "frames", 1, MAX_FRAMES, where),
+                       _number(raw, "fps", 0.0, MAX_FPS, where))
+    ph, pw = config.patch_size
+    padded = (-(-video.height // ph) * ph) * (-(-video.width // pw) * pw) * 3 * video.frames
+    if padded > MAX_VIDEO_BYTES:
+        raise BitstreamError(f"header declares video {i} as {video.frames} frames of "
+                             f"{video.width}x{video.height}: {padded / 2**30:.1f} GiB decoded, "
+                             f"more than the limit of {MAX_VIDEO_BYTES / 2**30:.0f} GiB")
+    return video
+
+
+def _inpainting(raw: Any) -> None:
+    if raw is None:
+        return
+    if not isinstance(raw, dict) or raw.get("kind") not in ("boxes", "video"):
+        raise BitstreamError("header field 'inpainting' must be an object with kind "
+                             "'boxes' or 'video'")
+    if raw["kind"] == "video":
+        _only(raw, {"kind"}, "'inpainting'")
+        return
+    _only(raw, {"kind", "count", "size", "seed"}, "'inpainting'")
+    _int(raw, "count", 1, MAX_BOXES, "inpainting.")
+    _int(raw, "size", 1, MAX_FRAME_SIDE, "inpainting.")
+    _int(raw, "seed", 0, 2**63 - 1, "inpainting.")
+
+
+def parse_header(raw: dict[str, Any], *, version: int, keyframes: int,
+                 clips_per_pass: int) -> Header:
+    """Validate a header read from a container of format ``version`` that stores
+    ``keyframes`` keyframes, for a decoder that runs ``clips_per_pass`` clips at a time;
+    raise :class:`BitstreamError` for the first bad field."""
+    _only(raw, _FIELDS, "object")
+    if raw.get("format") != FORMAT_NAME:
+        raise BitstreamError(f"header field 'format' must be {FORMAT_NAME!r}, "
+                             f"got {_show(raw.get('format'))}")
+    if raw.get("version") != version or isinstance(raw.get("version"), bool):
+        raise BitstreamError(f"header field 'version' ({_show(raw.get('version'))}) does not match "
+                             f"the container's format version {version}")
+    bits = _int(raw, "bits", MIN_BITS, MAX_BITS)
+    prune = raw.get("prune")
+    if isinstance(prune, bool) or not isinstance(prune, numbers.Real) or not 0 <= prune < 1:
+        raise BitstreamError(f"header field 'prune' must be a number in [0, 1), got {_show(prune)}")
+    codec = CODECS.get(raw.get("keyframe_codec")) if isinstance(raw.get("keyframe_codec"), str) else None
+    if codec is None:
+        raise BitstreamError(f"header field 'keyframe_codec' must be one of {', '.join(CODECS)}, "
+                             f"got {_show(raw.get('keyframe_codec'))}")
+    quality = _int(raw, "keyframe_quality", *codec.quality_range)
+    config = _config(raw.get("config"), clips_per_pass)
+    parameters = _int(raw, "parameters", 1, MAX_PARAMETERS)
+    videos = raw.get("videos")
+    if not isinstance(videos, list) or not 0 < len(videos) <= MAX_VIDEOS:
+        raise BitstreamError(f"header field 'videos' must be a list of 1..{MAX_VIDEOS} videos")
+    entries = tuple(_video(v, i, config) for i, v in enumerate(videos))
+    needed = sum(keyframe_count(v.frames, config.clip_len) for v in entries)
+    if needed != keyframes:
+        raise BitstreamError(f"header's videos need {needed} keyframes, the file holds {keyframes}")
+    _inpainting(raw.get("inpainting"))
+    return Header(config, bits, float(prune), codec.name, quality, parameters, entries, raw)

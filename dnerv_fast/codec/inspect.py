@@ -1,0 +1,53 @@
+"""``dnerv-fast info``: what a .dnerv file holds, read without decoding anything, and the
+table of named model configurations."""
+from __future__ import annotations
+
+import os
+
+from dnerv_fast.codec.bitstream import FORMAT_VERSION, bits_per_pixel, read_container, section_sizes
+from dnerv_fast.codec.header import parse_header
+from dnerv_fast.codec.render import RENDER_CHUNK
+
+
+def describe_file(path: str | os.PathLike) -> str:
+    """A few lines on a validated .dnerv file: version, model, videos, bytes and bpp."""
+    container = read_container(path)
+    head = parse_header(container.header, version=FORMAT_VERSION,
+                        keyframes=len(container.keyframes), clips_per_pass=RENDER_CHUNK)
+    sizes = section_sizes(container)
+    total = os.path.getsize(path)
+    pixels = sum(v.height * v.width * v.frames for v in head.videos)
+    c = head.config
+    lines = [
+        f"{path}: .dnerv format version {FORMAT_VERSION}, {total} bytes, "
+        f"{bits_per_pixel(total, pixels):.5f} bpp over {pixels} pixels",
+        f"model: {c.name}, fc_dim {c.fc_dim}, patch {c.patch_size[0]}x{c.patch_size[1]}, "
+        f"clips of {c.clip_len}, strides {list(c.strides)}, {head.parameters} parameters at "
+        f"{head.bits} bits" + (f", {head.prune:.0%} pruned" if head.prune else ""),
+        f"keyframes: {len(container.keyframes)} x {head.keyframe_codec} quality "
+        f"{head.keyframe_quality}",
+        "sections: " + ", ".join(f"{name} {n} B ({n / total:.1%})" for name, n in sizes.items()),
+        f"{'video':<24} {'size':>11} {'frames':>7} {'fps':>7}",
+    ]
+    lines += [f"{v.name[:24]:<24} {f'{v.width}x{v.height}':>11} {v.frames:>7} {v.fps:>7.3f}"
+              for v in head.videos]
+    if "inpainting" in container.header:
+        lines.append(f"inpainting: {container.header['inpainting']}")
+    return "\n".join(lines)
+
+
+def configurations_table() -> str:
+    """Every named configuration with its parameter count and the paper's."""
+    import torch
+
+    from dnerv_fast.configs import CONFIGS, PUBLISHED_PARAMS_M
+    from dnerv_fast.model import DNeRV
+    lines = [f"{'name':<10} {'fc_dim':>6} {'patch':>9} {'params (M)':>11} {'paper (M)':>10}  widths"]
+    for name, config in CONFIGS.items():
+        with torch.device("meta"):
+            params = sum(p.numel() for p in DNeRV(config).parameters()) / 1e6
+        paper = PUBLISHED_PARAMS_M.get(name)
+        patch = "x".join(map(str, config.patch_size))
+        lines.append(f"{name:<10} {config.fc_dim:>6} {patch:>9} {params:>11.3f} "
+                     f"{paper or '-':>10}  {config.stage_widths()}")
+    return "\n".join(lines)
