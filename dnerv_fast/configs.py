@@ -64,10 +64,14 @@ class ModelConfig:
     """Everything that fixes a D-NeRV network's shape and its input normalisation.
 
     The defaults reproduce the paper: 256x320 patches, 8-frame clips, strides 4,2,2,2,2,
-    a 240-level positional encoding with base 1.25.
+    a 240-level positional encoding with base 1.25, a 512-wide stem hidden layer, a 64-wide
+    keyframe encoder and a decoder floor (``lower_width``) of 32 channels. ``fc_dim``,
+    ``stem_dim``, ``lower_width`` and ``encoder_dim`` are the widths a rate target scales
+    (:mod:`dnerv_fast.codec.rate`).
     """
 
     fc_dim: int
+    stem_dim: int = 512
     strides: tuple[int, ...] = (4, 2, 2, 2, 2)
     patch_size: tuple[int, int] = (256, 320)
     clip_len: int = 8
@@ -84,6 +88,7 @@ class ModelConfig:
         """Check every field's type and range (a configuration may come from a stranger's
         file) and normalise sequences to tuples."""
         _int_field("fc_dim", self.fc_dim, 1, MAX_WIDTH)
+        _int_field("stem_dim", self.stem_dim, 1, MAX_WIDTH)
         _int_field("clip_len", self.clip_len, 2, MAX_CLIP_LEN)
         _int_field("lower_width", self.lower_width, 1, MAX_WIDTH)
         _int_field("encoder_dim", self.encoder_dim, 1, MAX_WIDTH)

@@ -52,15 +52,23 @@ def read_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, 
 
 
 def infer_config(state: Mapping[str, torch.Tensor], base: str | ModelConfig = "uvg-M") -> ModelConfig:
-    """The configuration a reference state_dict was trained with: fc_dim and clip length are
-    read off the weights; strides, patch size and normalisation come from ``base``."""
+    """The configuration a reference state_dict was trained with: the widths (fc_dim, stem
+    hidden, encoder) and clip length are read off the weights; strides, patch size, floor
+    width and normalisation come from ``base``."""
     config = base if isinstance(base, ModelConfig) else get_config(base)
     try:
-        fc_dim = state["decoder_list.0.to_style.conv.weight"].shape[0] // 2 - config.encoder_dim
+        encoder_dim = state["encoder.head.0.weight"].shape[0]
+        fc_dim = state["decoder_list.0.to_style.conv.weight"].shape[0] // 2 - encoder_dim
+        stem_dim = state["stem.mlp.0.weight"].shape[0]
         clip_len = state["decoder_list.0.tfc.weight"].shape[1]
     except KeyError as exc:
         raise CheckpointError(f"not a D-NeRV state_dict: no {exc.args[0]}") from exc
-    return dataclasses.replace(config, fc_dim=int(fc_dim), clip_len=int(clip_len), name="checkpoint")
+    try:
+        return dataclasses.replace(config, fc_dim=int(fc_dim), stem_dim=int(stem_dim),
+                                   encoder_dim=int(encoder_dim), clip_len=int(clip_len),
+                                   name="checkpoint")
+    except ValueError as exc:
+        raise CheckpointError(f"the checkpoint's shapes give no valid configuration: {exc}") from exc
 
 
 def load_state_dict(model: nn.Module, source: str | os.PathLike | Mapping[str, Any],

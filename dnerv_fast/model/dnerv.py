@@ -27,7 +27,7 @@ class DNeRV(nn.Module):
         self.config = config
         gh, gw = config.stem_grid
         widths = config.stage_widths()
-        self.stem = Stem(config.embed_length, config.fc_dim * gh * gw)
+        self.stem = Stem(config.embed_length, config.fc_dim * gh * gw, config.stem_dim)
         self.encoder = ContentEncoder(config.strides[::-1], config.encoder_dim)
         self.norm = nn.InstanceNorm3d(widths[0])
         self.decoder_list = nn.ModuleList(
