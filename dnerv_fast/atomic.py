@@ -142,6 +142,16 @@ def _link_into_place(tmp: Path, target: Path) -> None:
     tmp.unlink()
 
 
+@contextlib.contextmanager
+def _os_errors_named(target: Path) -> Iterator[None]:
+    """An OSError while writing (a full disk, a quota, a vanished folder) becomes one
+    :class:`OutputPathError` naming the output."""
+    try:
+        yield
+    except OSError as e:
+        raise OutputPathError(f"cannot write '{target}': {e.strerror or e}") from e
+
+
 def _rename_noreplace(src: Path, dst: Path) -> None:
     """Rename ``src`` to ``dst`` unless ``dst`` exists (Linux renameat2 RENAME_NOREPLACE).
 
@@ -183,14 +193,15 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     tmp_path = Path(tmp)
     _usual_mode(tmp_path, directory=False)
     try:
-        yield tmp_path
-        if overwrite:
-            if target.is_dir():
-                raise OutputPathError(f"cannot write file '{target}': a folder of that name "
-                                      f"appeared meanwhile")
-            os.replace(tmp_path, target)
-        else:
-            _link_into_place(tmp_path, target)
+        with _os_errors_named(target):
+            yield tmp_path
+            if overwrite:
+                if target.is_dir():
+                    raise OutputPathError(f"cannot write file '{target}': a folder of that name "
+                                          f"appeared meanwhile")
+                os.replace(tmp_path, target)
+            else:
+                _link_into_place(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -279,17 +290,19 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False,
         raise OutputPathError(f"cannot write '{target}': {e.strerror}") from e
     _usual_mode(tmp, directory=True)
     try:
-        yield tmp
-        if existing or target.exists() or target.is_symlink():
-            if not overwrite:
-                raise OutputExistsError(f"output '{target}' appeared while it was being "
-                                        f"written; it was left as it is")
-            if not target.is_dir() or target.is_symlink():
-                raise OutputPathError(f"cannot write folder '{target}': it is no longer a folder")
-            check_replaceable(target, _plan(tmp), whole)
-            _merge(tmp, target)
-        else:
-            _rename_noreplace(tmp, target)
+        with _os_errors_named(target):
+            yield tmp
+            if existing or target.exists() or target.is_symlink():
+                if not overwrite:
+                    raise OutputExistsError(f"output '{target}' appeared while it was being "
+                                            f"written; it was left as it is")
+                if not target.is_dir() or target.is_symlink():
+                    raise OutputPathError(f"cannot write folder '{target}': it is no longer a "
+                                          f"folder")
+                check_replaceable(target, _plan(tmp), whole)
+                _merge(tmp, target)
+            else:
+                _rename_noreplace(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

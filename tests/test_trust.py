@@ -376,3 +376,23 @@ def test_fuzz_hostile_files_end_in_an_error_or_a_valid_decode():
     assert summary["outcomes"]["slow"] == 0
     assert summary["outcomes"]["error"] > 100 and summary["outcomes"]["ok"] > 0
     assert summary["growth_mib"] < MAX_FUZZ_GROWTH_MIB, summary
+
+
+def test_a_full_disk_at_the_end_keeps_the_training_and_says_how_to_finish(tmp_path, clip, capsys,
+                                                                         monkeypatch):
+    import errno
+
+    out = tmp_path / "x.dnerv"
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", full)
+        assert main(["encode", str(clip), "-o", str(out), "--epochs", "1", "-q"]) == 1
+    line = _one_error_line(capsys, "encode")
+    assert "No space left on device" in line and "--resume" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.dnerv.ckpt"]
+    import dnerv_fast.train.trainer as trainer
+    monkeypatch.setattr(trainer, "_step", lambda *a, **k: pytest.fail("trained again"))
+    assert main(["encode", str(clip), "-o", str(out), "--epochs", "1", "-q", "--resume"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.dnerv"]

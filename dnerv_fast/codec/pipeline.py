@@ -167,7 +167,12 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
                               [b for v in prepared for b in v.key_bytes])
 
         def write() -> int:
-            written = write_container(out, container, overwrite)
+            try:
+                written = write_container(out, container, overwrite)
+            except CodecError as e:
+                raise type(e)(f"{e}; the trained network is kept in '{ckpt}': run the same "
+                              f"command with --resume to write the file without training "
+                              f"again") from e
             if not keep_checkpoint:
                 ckpt.unlink(missing_ok=True)
             return written
