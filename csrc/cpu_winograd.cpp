@@ -24,12 +24,16 @@ at::Tensor winograd_pack(const at::Tensor& weight, int64_t tile) {
   const auto w = weight.detach().reshape({weight.size(0), weight.size(1), -1}).contiguous();
   TORCH_CHECK(w.scalar_type() == at::kFloat && w.size(2) == 9, "winograd_pack: float32 3x3 kernels only");
   const int64_t cout = w.size(0), cin = w.size(1);
-  auto u = at::empty({packed_numel(tile, cout, cin)}, w.options());
-  if (tile == 4) {
-    wino::pack_weights<4>(w.data_ptr<float>(), cout, cin, u.data_ptr<float>());
-  } else {
-    wino::pack_weights<2>(w.data_ptr<float>(), cout, cin, u.data_ptr<float>());
-  }
+  auto u = at::zeros({packed_numel(tile, cout, cin)}, w.options());
+  const float* src = w.data_ptr<float>();
+  float* dst = u.data_ptr<float>();
+  at::parallel_for(0, cout, 16, [&](int64_t o0, int64_t o1) {
+    if (tile == 4) {
+      wino::pack_weights<4>(src, cout, cin, o0, o1, dst);
+    } else {
+      wino::pack_weights<2>(src, cout, cin, o0, o1, dst);
+    }
+  });
   return u;
 }
 

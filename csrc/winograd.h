@@ -74,13 +74,13 @@ template <int M> int64_t packed_size(int64_t cout, int64_t cin) {
   return points<M>() * ceil_div(cout, kPanel) * cin * kPanel;
 }
 
-// U[point][panel][c_in][kPanel] = (G g G^T)[point] of w [cout, cin, 3, 3] (contiguous);
-// lanes past cout are zero. Computed in double, rounded once.
-template <int M> void pack_weights(const float* w, int64_t cout, int64_t cin, float* u) {
+// U[point][panel][c_in][kPanel] = (G g G^T)[point] of w [cout, cin, 3, 3] (contiguous) for
+// output channels [o0, o1); u must be zero-filled first (lanes past cout stay zero). Computed
+// in double, rounded once.
+template <int M> void pack_weights(const float* w, int64_t cout, int64_t cin, int64_t o0, int64_t o1, float* u) {
   constexpr int A = alpha<M>();
   const int64_t panels = ceil_div(cout, kPanel);
-  std::fill(u, u + packed_size<M>(cout, cin), 0.0f);
-  for (int64_t o = 0; o < cout; ++o)
+  for (int64_t o = o0; o < o1; ++o)
     for (int64_t i = 0; i < cin; ++i) {
       const float* g = w + (o * cin + i) * 9;
       double gt[A][3];  // G g

@@ -5,15 +5,20 @@ the 3x3 conv; the fused kernel keeps three hidden rows per thread instead, and r
 head's two input parts (x and the warped RGB keyframes) without concatenating them.
 
 :func:`head` is what the model calls: the kernel runs where no autograd graph is built, on
-float32 CPU tensors, outside ``torch.compile``, with the ``cpu`` backend in force; elsewhere
-(and if the extension cannot load: one warning) the plain PyTorch :func:`reference_head`.
+float32 CPU tensors, outside ``torch.compile``, with the ``cpu`` backend in force and
+``DNERV_FAST_FUSED_HEADS`` not ``off``; elsewhere (and if the extension cannot load: one
+warning) the model's eager head, which computes :func:`reference_head`.
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
 
 from .cpu_winograd import extension
+
+ENV_VAR = "DNERV_FAST_FUSED_HEADS"  # "off" keeps the eager heads
 
 
 def reference_head(parts: tuple[torch.Tensor, ...], w1: torch.Tensor, b1: torch.Tensor | None,
@@ -45,7 +50,7 @@ def _eligible(parts: tuple[torch.Tensor, ...], weights: tuple[torch.Tensor, ...]
         return False
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return False
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or os.environ.get(ENV_VAR, "").lower() == "off":
         return False
     from . import resolve
 

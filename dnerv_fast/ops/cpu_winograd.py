@@ -119,5 +119,5 @@ def block_conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     [C_out, C, 1, 3, 3]: Winograd where :func:`_eligible` (see the module docstring), else
     ``F.conv3d``. The Winograd result is channels_last_3d (upsample_tail reads it in place)."""
     if _eligible(x, weight):
-        return conv3x3(x, weight)
+        return conv3x3(x, weight, tile=TILE)
     return F.conv3d(x, weight, None, padding=(0, 1, 1))
