@@ -80,8 +80,9 @@ def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
     """``path`` as a Path, after checking that it can be written.
 
     Raises :class:`OutputExistsError` if it exists and ``overwrite`` is False, and
-    :class:`OutputPathError` if its folder is missing or not writable, or if an existing
-    target is of the wrong kind (``overwrite`` never turns a folder into a file).
+    :class:`OutputPathError` if its folder is missing or not writable. (The callers below
+    also refuse an existing target of the wrong kind: ``overwrite`` never turns a folder into
+    a file or back.)
     """
     p = Path(path)
     if p.exists() or p.is_symlink():
@@ -124,19 +125,22 @@ def check_folder_output(path: str | os.PathLike, overwrite: bool) -> Path:
     return p
 
 
+def _appeared(target: Path) -> OutputExistsError:
+    return OutputExistsError(f"output '{target}' appeared while it was being written; it was "
+                             f"left as it is")
+
+
 def _link_into_place(tmp: Path, target: Path) -> None:
     """Give ``tmp`` the name ``target`` unless that name is taken (no window for a race)."""
     try:
         os.link(tmp, target)
     except FileExistsError:
-        raise OutputExistsError(f"output '{target}' appeared while it was being written; "
-                                f"it was left as it is") from None
+        raise _appeared(target) from None
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
             raise
         if target.exists() or target.is_symlink():   # a file system without hard links
-            raise OutputExistsError(f"output '{target}' appeared while it was being written; "
-                                    f"it was left as it is") from None
+            raise _appeared(target) from None
         os.rename(tmp, target)
         return
     tmp.unlink()
@@ -165,13 +169,11 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
             return
         err = ctypes.get_errno()
         if err == errno.EEXIST:
-            raise OutputExistsError(f"output '{dst}' appeared while it was being written; "
-                                    f"it was left as it is")
+            raise _appeared(dst)
         if err not in (errno.ENOSYS, errno.EINVAL):
             raise OSError(err, os.strerror(err), str(dst))
     if dst.exists() or dst.is_symlink():
-        raise OutputExistsError(f"output '{dst}' appeared while it was being written; "
-                                f"it was left as it is")
+        raise _appeared(dst)
     os.rename(src, dst)
 
 
@@ -294,8 +296,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False,
             yield tmp
             if existing or target.exists() or target.is_symlink():
                 if not overwrite:
-                    raise OutputExistsError(f"output '{target}' appeared while it was being "
-                                            f"written; it was left as it is")
+                    raise _appeared(target)
                 if not target.is_dir() or target.is_symlink():
                     raise OutputPathError(f"cannot write folder '{target}': it is no longer a "
                                           f"folder")

@@ -102,12 +102,15 @@ def backends_arguments(p: argparse.ArgumentParser) -> None:
 def run_backends(args: argparse.Namespace) -> int:
     import torch
 
-    from . import ops
-    print(f"requested: {ops.requested_backend()} (set {ops.ENV_VAR} or use --backend where offered)")
+    from .ops import registry
+    print(f"requested: {registry.requested_backend()} (set {registry.ENV_VAR} or use --backend "
+          f"where offered)")
+    for name, runs, state in registry.status():
+        print(f"{name:<10} {state}\n{'':<10} runs on {runs}")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
-        chosen, _ = ops.resolve(device)
-        print(f"{device}: available {ops.available_backends(device)}; auto picks {chosen!r}")
+        chosen, _ = registry.resolve(device)
+        print(f"{device}: available {registry.available_backends(device)}; auto picks {chosen!r}")
     return 0
 
 

@@ -213,6 +213,7 @@ def test_use_backend_routes_public_ops():
 
 
 def test_mixed_dtypes_fall_back():
+    from dnerv_fast.ops import registry
     x, fused, w, b = saf_inputs((1, 2, 2, 3, 3, 4), 2)
-    assert cpu.unsupported("saf_modulate", x.float(), fused.double(), w, b) is not None
-    assert cpu.unsupported("saf_modulate", x, fused, w, None) is None
+    assert registry.not_supported_reasons("cpu", cpu, "saf_modulate", (x.float(), fused.double(), w, b))
+    assert registry.not_supported_reasons("cpu", cpu, "saf_modulate", (x, fused, w, None)) == []

@@ -127,3 +127,29 @@ def test_reference_ops_build_no_tensor_from_python_data():
         reference.upsample_tail(y, cb, s, tw, tb)
     assert "aten.grid_sampler_2d.default" in log.ops
     assert "aten.lift_fresh.default" not in log.ops
+
+
+def test_capabilities_are_data_with_reasons():
+    import torch
+
+    from dnerv_fast.ops import registry
+    caps = registry.BACKENDS["triton"].capabilities
+    x = torch.zeros(1, 2, 1, 2, 2, dtype=torch.float64)
+    reasons = caps.not_supported_reasons("saf_modulate", (x, x.float(), torch.zeros(4, 2), None))
+    assert any("float64" in r for r in reasons) and any("mixed dtypes" in r for r in reasons)
+    half = torch.zeros(1, 2, 2, 2, dtype=torch.float16)
+    coords = (torch.zeros(1, 4, 1, 2, 2), torch.zeros(1, 1))     # flow and t may be float32
+    assert caps.not_supported_reasons("flow_warp", (half, half, *coords)) == []
+    assert registry.BACKENDS["reference"].capabilities.not_supported_reasons(
+        "saf_modulate", (x, x.float(), torch.zeros(4, 2), None)) == []
+    assert "cpu with TRITON_INTERPRET=1" in caps.describe()
+
+
+def test_backends_command_shows_every_backend_and_why_it_is_unavailable(capsys):
+    from dnerv_fast.cli import main
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    for name in ("reference", "cpu", "cuda", "triton"):
+        assert any(line.startswith(name + " ") for line in out.splitlines()), out
+    cuda = next(line for line in out.splitlines() if line.startswith("cuda "))
+    assert "loaded" in cuda or "unavailable" in cuda

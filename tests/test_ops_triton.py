@@ -19,7 +19,7 @@ import torch
 pytest.importorskip("triton")
 
 import dnerv_fast.ops as ops  # noqa: E402
-from dnerv_fast.ops import reference  # noqa: E402
+from dnerv_fast.ops import reference, registry  # noqa: E402
 from dnerv_fast.ops import triton_backend as tb  # noqa: E402
 from op_cases import (SAF_SHAPES, TAIL_SHAPES, TOLERANCES, WARP_SHAPES, assert_parity,  # noqa: E402
                       flow_warp_inputs, saf_inputs, tail_inputs)
@@ -96,7 +96,7 @@ def test_flow_warp_half_features_fp32_flow():
     for got, exp in zip(feats + coords, exact):
         assert got.grad.dtype == got.dtype
         torch.testing.assert_close(got.grad.float(), exp.grad, atol=4 * atol, rtol=4 * rtol)
-    assert tb.unsupported("flow_warp", feats[0], feats[1].float(), *coords) is not None
+    assert registry.not_supported_reasons("triton", tb, "flow_warp", (feats[0], feats[1].float(), *coords))
 
 
 @needs_runtime
@@ -202,8 +202,8 @@ def test_use_backend_routes_public_ops_through_kernels(monkeypatch):
 @needs_runtime
 def test_float64_is_declined_to_reference():
     inputs = [x.to(DEVICE) for x in saf_inputs((1, 3, 2, 4, 5, 6), 4)]
-    assert tb.unsupported("saf_modulate", *inputs) is not None
-    assert tb.unsupported("saf_modulate", *[x.float() for x in inputs]) is None
+    assert registry.not_supported_reasons("triton", tb, "saf_modulate", inputs)
+    assert registry.not_supported_reasons("triton", tb, "saf_modulate", [x.float() for x in inputs]) == []
     with ops.use_backend("triton"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         out = ops.saf_modulate(*inputs)

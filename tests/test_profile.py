@@ -72,3 +72,9 @@ def test_progress_reports_what_is_left(monkeypatch):
     heard = []
     timing.time_repeats(lambda: None, torch.device("cpu"), 1, 3, heard.append)
     assert len(heard) == 3 and heard[0].startswith("  1/4 calls (1 warm-up), about ")
+
+
+def test_profile_names_the_backends_of_the_registry(capsys):
+    assert main(["profile", "--size", "tiny", "--backend", "nope", "--frame-size", "none"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown backend 'nope'" in err and "reference" in err and "triton" in err

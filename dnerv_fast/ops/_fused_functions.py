@@ -77,11 +77,3 @@ def tail_backward(ext: ModuleType, grad_out, y, conv_bias, scale: int, tfc_weigh
     gy, gbc, gw, gbt = ext.upsample_tail_backward(grad_out.contiguous(), y.contiguous(), _opt(conv_bias),
                                                   scale, tfc_weight.contiguous())
     return _keep(needs[0], gy), _keep(needs[1], gbc), _keep(needs[2], gw), _keep(needs[3], gbt)
-
-
-def mixed_dtypes(args) -> str | None:
-    """Why a call cannot run on one storage type, or None."""
-    dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor)}
-    if len(dtypes) > 1:
-        return "mixed dtypes " + ", ".join(sorted(str(d) for d in dtypes))
-    return None

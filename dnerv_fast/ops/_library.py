@@ -3,7 +3,7 @@
 Every backend module (triton, cuda, cpu) provides plain kernels per op,
 ``<op>_forward(*args)`` and ``<op>_backward(grad, *args, needs)`` (gradients in the inputs'
 dtypes, ``None`` where not needed; ``saf_modulate_forward`` also takes ``decoding``), plus
-``unsupported(op, *args)`` and optionally ``LAUNCH_ERRORS``. This module wraps them once:
+optionally ``limits(op, *args)`` and ``LAUNCH_ERRORS``. This module wraps them once:
 
 * eagerly, :class:`_FusedOp` (an autograd Function) calls the kernels of the backend the
   registry resolved, with one Python layer over the kernel launch;
@@ -13,7 +13,9 @@ dtypes, ``None`` where not needed; ``saf_modulate_forward`` also takes ``decodin
   The backend is resolved once, while tracing, and is a constant string of the graph: a
   compiled function keeps the backend that was in force when it was compiled.
 
-At run time, in both paths, a call a backend declines (``unsupported``) runs the reference,
+At run time, in both paths, a call the backend does not support (its capabilities in the
+registry, and its ``limits``: :func:`dnerv_fast.ops.registry.not_supported_reasons`) runs the
+reference,
 and a launch that fails with one of the backend's ``LAUNCH_ERRORS`` (a Triton compile error,
 say) marks that backend failed with one warning and reruns on the next one
 (:func:`dnerv_fast.ops.registry.launch_failed`).
@@ -43,10 +45,11 @@ _ARGS = {
 
 
 def _declined(op: str, name: str, module, args: Sequence) -> bool:
-    reason = module.unsupported(op, *args)
-    if reason:
+    reasons = registry.not_supported_reasons(name, module, op, args)
+    if reasons:
+        reason = "; ".join(reasons)
         registry._warn_once(f"{name}:{op}:{reason}", f"dnerv_fast: {name} {op}: {reason}; using reference")
-    return bool(reason)
+    return bool(reasons)
 
 
 def _run(op: str, phase: str, name: str, args: Sequence, call: Callable):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 from . import _fused_functions as _k
-from ._fused_functions import mixed_dtypes
 from ._library import entry_points
 from ._jit import cpu_extension
 
@@ -27,11 +26,6 @@ CHANNELS_LAST_MIN_PIXELS = 1024
 def load() -> None:
     """Build (first use) and import the extension; raises if it cannot be built here."""
     cpu_extension()
-
-
-def unsupported(op: str, *args) -> str | None:
-    """Decline calls whose tensors mix dtypes (the kernels take one storage type)."""
-    return mixed_dtypes(args)
 
 
 def flow_warp_forward(start, end, flow, t) -> torch.Tensor:

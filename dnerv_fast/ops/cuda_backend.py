@@ -27,7 +27,6 @@ import torch
 
 from . import _fused_functions as _k
 from . import registry
-from ._fused_functions import mixed_dtypes
 from ._library import entry_points
 from ._jit import cuda_extension
 
@@ -44,21 +43,18 @@ def load() -> None:
     cuda_extension()
 
 
-def unsupported(op: str, *args) -> str | None:
-    """Decline mixed dtypes and shapes beyond the kernels' launch limits."""
-    reason = mixed_dtypes(args)
-    if reason:
-        return reason
+def limits(op: str, *args) -> list[str]:
+    """Shapes beyond the kernels' launch limits (what it runs otherwise is registry data)."""
     if op == "upsample_tail":
         y, _, scale = args[:3]
         B, CSS, T = y.shape[:3]
         if T > cuda_extension().max_tail_t:
-            return f"T={T} above {cuda_extension().max_tail_t}"
+            return [f"T={T} above {cuda_extension().max_tail_t}"]
         if scale * scale > 64 or B * (CSS // (scale * scale)) > MAX_GRID_YZ:
-            return "scale or batch*channels too large"
+            return ["scale or batch*channels too large"]
     elif args[0].shape[0] > MAX_GRID_YZ:
-        return "batch too large"
-    return None
+        return ["batch too large"]
+    return []
 
 
 def flow_warp_forward(start, end, flow, t) -> torch.Tensor:

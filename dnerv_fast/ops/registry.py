@@ -3,8 +3,10 @@
 A backend is a module with ``flow_warp``, ``saf_modulate`` and ``upsample_tail`` (same
 signatures and autograd behaviour as :mod:`dnerv_fast.ops.reference`), an optional
 ``load()`` that raises :class:`BackendUnavailable` when it cannot run here (not built,
-package missing, no GPU), and an optional ``unsupported(op, *args) -> str | None`` that
-names why one call cannot run (a dtype, say), in which case that call uses the reference.
+package missing, no GPU), and an optional ``limits(op, *args) -> list[str]`` for limits
+that depend on the machine. What it runs (device types, dtypes, one dtype per call) is data,
+its :class:`~dnerv_fast.ops.capabilities.Capabilities` in :data:`BACKENDS`; a call it does
+not support (:func:`not_supported_reasons`) uses the reference.
 
 Choice, most specific first: ``with use_backend(name)``, ``set_backend(name)``, the
 environment variable ``DNERV_FAST_BACKEND``, else ``auto``. ``auto`` takes the first
@@ -29,6 +31,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Iterator
 
+import torch
+
+from .capabilities import Capabilities
+
 ENV_VAR = "DNERV_FAST_BACKEND"
 
 
@@ -38,23 +44,29 @@ class BackendUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class BackendSpec:
+    """A backend: its module (imported only when it is used) and what it runs, as data."""
+
     name: str
     module: str
-    device_types: tuple[str, ...]
+    capabilities: Capabilities
 
     def runs_on(self, device_type: str) -> bool:
-        if self.name == "triton" and device_type == "cpu":
-            # Triton runs on CPU tensors only under its interpreter (used by the tests).
-            return os.environ.get("TRITON_INTERPRET") == "1"
-        return device_type in self.device_types
+        return self.capabilities.runs_on(device_type)
 
+
+_HALF_AND_FP32 = (torch.float32, torch.float16, torch.bfloat16)
 
 BACKENDS: dict[str, BackendSpec] = {
     spec.name: spec for spec in (
-        BackendSpec("reference", "dnerv_fast.ops.reference", ("cpu", "cuda")),
-        BackendSpec("cuda", "dnerv_fast.ops.cuda_backend", ("cuda",)),
-        BackendSpec("triton", "dnerv_fast.ops.triton_backend", ("cuda",)),
-        BackendSpec("cpu", "dnerv_fast.ops.cpu_backend", ("cpu",)),
+        BackendSpec("reference", "dnerv_fast.ops.reference",
+                    Capabilities(("cpu", "cuda"), one_dtype=False)),
+        BackendSpec("cuda", "dnerv_fast.ops.cuda_backend", Capabilities(("cuda",))),
+        # Flow and t are read as float32 whatever their type: only the features must agree.
+        # On CPU tensors only under the Triton interpreter (the tests).
+        BackendSpec("triton", "dnerv_fast.ops.triton_backend",
+                    Capabilities(("cuda",), _HALF_AND_FP32, one_dtype_args={"flow_warp": (0, 1)},
+                                 cpu_when="TRITON_INTERPRET")),
+        BackendSpec("cpu", "dnerv_fast.ops.cpu_backend", Capabilities(("cpu",))),
     )
 }
 
@@ -80,7 +92,8 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
-def _validate_name(name: str) -> str:
+def validate_name(name: str) -> str:
+    """``name`` normalised (``auto`` or a key of :data:`BACKENDS`); ValueError otherwise."""
     name = name.strip().lower()
     if name != "auto" and name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of: auto, {', '.join(BACKENDS)}")
@@ -92,7 +105,7 @@ def load_backend(name: str) -> ModuleType:
     module = _loaded.get(name)
     if module is not None:
         return module
-    name = _validate_name(name)
+    name = validate_name(name)
     with _lock:
         if name in _loaded:
             return _loaded[name]
@@ -108,6 +121,27 @@ def load_backend(name: str) -> ModuleType:
             raise BackendUnavailable(_failed[name]) from exc
         _loaded[name] = module
         return module
+
+
+def not_supported_reasons(name: str, module: ModuleType, op: str, args) -> list[str]:
+    """Why backend ``name`` (loaded as ``module``) cannot run this call: empty when it can."""
+    reasons = BACKENDS[name].capabilities.not_supported_reasons(op, args)
+    limits = getattr(module, "limits", None)
+    return reasons + limits(op, *args) if limits is not None and not reasons else reasons
+
+
+def status() -> list[tuple[str, str, str]]:
+    """(name, what it runs, ``loaded`` or why it is unavailable) of every backend, each
+    loaded (built, where it must be) to find out."""
+    rows = []
+    for name, spec in BACKENDS.items():
+        try:
+            load_backend(name)
+            state = "loaded"
+        except BackendUnavailable as exc:
+            state = str(exc).removeprefix(f"backend {name!r} is ")
+        rows.append((name, spec.capabilities.describe(), state))
+    return rows
 
 
 def available_backends(device_type: str | None = None) -> list[str]:
@@ -130,7 +164,7 @@ def requested_backend() -> str:
     if _global_choice is not None:
         return _global_choice
     env = _env_choice()
-    return _validate_name(env) if env else "auto"
+    return validate_name(env) if env else "auto"
 
 
 _ENV_KEY = os.environ.encodekey(ENV_VAR)
@@ -147,13 +181,13 @@ def _env_choice() -> str | None:
 def set_backend(name: str | None) -> None:
     """Choose the backend process-wide (``None`` returns to the env var / auto)."""
     global _global_choice
-    _global_choice = None if name is None else _validate_name(name)
+    _global_choice = None if name is None else validate_name(name)
 
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
     """Run the enclosed ops through backend ``name`` (``auto`` allowed)."""
-    name = _validate_name(name)
+    name = validate_name(name)
     stack = getattr(_local, "stack", None)
     if stack is None:
         stack = _local.stack = []

@@ -1,8 +1,9 @@
 """Triton backend: autograd wrappers around the kernels in :mod:`dnerv_fast.kernels`.
 
 Runs on CUDA tensors, and on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1``,
-which must be set before this module is imported). float64 and mixed-dtype calls are declined
-(:func:`unsupported`) so the reference handles them. Backward passes are once-differentiable.
+which must be set before this module is imported). float64 and mixed-dtype calls are not
+supported (its capabilities in :data:`dnerv_fast.ops.registry.BACKENDS`), so the reference
+handles them. Backward passes are once-differentiable.
 A compile failure at a launch (:data:`LAUNCH_ERRORS`) moves the process to the next backend.
 """
 from __future__ import annotations
@@ -19,8 +20,6 @@ from dnerv_fast.kernels import upsample_tail as _tail
 
 from ._library import entry_points
 
-_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
 # A kernel that fails to compile (or needs more shared memory / registers than the device
 # has) fails at its first launch, not at load(): the registry then moves to the next backend.
 LAUNCH_ERRORS = (CompilationError, OutOfResources, PTXASError)
@@ -30,24 +29,6 @@ def load() -> None:
     """Raise RuntimeError when neither a CUDA device nor the interpreter is available."""
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
         raise RuntimeError("Triton needs a CUDA device (or TRITON_INTERPRET=1 for CPU tensors)")
-
-
-def unsupported(op: str, *args) -> str | None:
-    """Why this call cannot run here, or None: the kernels take one of fp32/fp16/bf16 per op."""
-    if op == "flow_warp":
-        # Flow and t are read as fp32 whatever their type; the features must agree.
-        start, end, flow, t = args
-        if start.dtype != end.dtype:
-            return f"start {start.dtype} and end {end.dtype} differ"
-        if any(x.dtype not in _DTYPES for x in (start, flow, t)):
-            return "float64 is not supported"
-        return None
-    dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor)}
-    if len(dtypes) > 1:
-        return f"mixed dtypes {sorted(map(str, dtypes))}"
-    if dtypes - set(_DTYPES):
-        return "float64 is not supported"
-    return None
 
 
 # The flow_warp backward accumulates with atomic adds, so on a GPU the gradients of start,

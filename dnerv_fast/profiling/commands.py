@@ -24,8 +24,9 @@ def profile_arguments(p: argparse.ArgumentParser) -> None:
                      "shared by neighbouring clips, each encoded once) and full frames (all "
                      "patches, stitched, 8-bit).")
     p.add_argument("--size", default="uvg-M", help="model configuration (dnerv-fast info)")
-    p.add_argument("--backend", choices=["auto", "reference", "triton", "cuda", "cpu"],
-                   help="fused-op backend (default: $DNERV_FAST_BACKEND, else auto)")
+    p.add_argument("--backend",
+                   help="fused-op backend: auto or a name dnerv-fast backends lists (default: "
+                        "$DNERV_FAST_BACKEND, else auto)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="network precision")
     p.add_argument("--compile", action="store_true", help="torch.compile the decoder")

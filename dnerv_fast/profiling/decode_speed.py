@@ -59,6 +59,8 @@ class ProfileSettings:
         try:
             parse_dtype(self.dtype)
             get_config(self.size)
+            if self.backend is not None:
+                ops.registry.validate_name(self.backend)
         except ValueError as e:
             raise UsageError(str(e)) from e
         if self.batch < 1 or self.repeats < 1 or self.warmup < 0:
