@@ -17,6 +17,7 @@ UCF101_STD = (0.2805, 0.2747, 0.2787)
 # 256x320 patches, 8-frame clips), low enough that a configuration read from a file cannot
 # ask for an absurd model before its parameter count is checked.
 MAX_WIDTH = 4096
+MIN_DECODER_WIDTH = 4
 MAX_CLIP_LEN = 64
 MAX_EMBED_LEVELS = 1024
 MAX_EMBED_BASE = 4.0
@@ -114,8 +115,9 @@ class ModelConfig:
             raise ValueError(f"patch_size {self.patch_size} must be a positive multiple of the "
                              f"total stride {factor} in each side")
         widths = self.stage_widths()
-        if not 1 <= min(widths) <= max(widths) <= MAX_WIDTH:
-            raise ValueError(f"decoder widths {widths} must be in 1..{MAX_WIDTH}")
+        if not MIN_DECODER_WIDTH <= min(widths) <= max(widths) <= MAX_WIDTH:
+            raise ValueError(f"decoder widths {widths} must be in {MIN_DECODER_WIDTH}..{MAX_WIDTH} "
+                             f"(each stage's flow head is a quarter as wide)")
 
     @property
     def total_stride(self) -> int:

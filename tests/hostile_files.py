@@ -14,7 +14,7 @@ import torch
 
 from dnerv_fast.codec.bitstream import Container, to_bytes
 from dnerv_fast.media.keyframes import encode_keyframe
-from dnerv_fast.codec.pipeline import _header
+from dnerv_fast.codec.pipeline import _entries, _header
 from dnerv_fast.codec.weights import pack_weights, quantize_state_dict
 from dnerv_fast.configs import ModelConfig
 from dnerv_fast.model.dnerv import DNeRV
@@ -30,14 +30,15 @@ def small_container(names: tuple[str, ...] = ("a", "b"), frames: int = 6,
     """A valid container of ``len(names)`` generated videos on the :data:`SMALL` network."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    prepared = []
+    prepared, videos = [], []
     for name in names:
         video = Video(name, rng.integers(0, 256, (frames, *size, 3), dtype=np.uint8), 25.0)
+        videos.append(video)
         coded = [encode_keyframe(f, "webp", 80)[0] for f in keyframe_images(video, SMALL)]
         prepared.append(prepare_video(video, SMALL, "webp", coded))
     model = DNeRV(SMALL)
     qsd = quantize_state_dict(model.state_dict(), 6)
-    header = _header(SMALL, prepared, "webp", 80, 6, 0.0,
+    header = _header(SMALL, _entries(videos), "webp", 80, 6, 0.0,
                      sum(p.numel() for p in model.parameters()), None)
     return Container(header, pack_weights(qsd), [b for v in prepared for b in v.key_bytes])
 

@@ -43,13 +43,19 @@ def run_encode(args: argparse.Namespace) -> int:
                     loss=args.loss, seed=args.seed, max_frames=args.max_frames,
                     resume=args.resume, checkpoint_every=args.checkpoint_every,
                     keep_checkpoint=args.keep_checkpoint, overwrite=args.overwrite,
-                    progress=not args.quiet, device=args.device, masks=_masks(args))
+                    progress=not args.quiet, device=args.device, masks=_masks(args),
+                    target_bpp=args.target_bpp)
     if not is_main_process():
         return 0
     s = result.section_bytes
     print(f"wrote {args.output}: {result.file_bytes} bytes ({s['weights']} weights, "
           f"{s['keyframes']} keyframes), {result.bpp:.5f} bpp over {len(result.videos)} "
           f"video(s) in {time.perf_counter() - start:.1f} s")
+    if result.rate_plan is not None:
+        print(f"target {args.target_bpp:g} bpp: got {result.bpp:.4f} bpp "
+              f"({result.bpp / args.target_bpp - 1:+.1%})")
+    if result.truth is not None:
+        print("\n".join(result.truth.lines()))
     return 0
 
 
@@ -104,6 +110,10 @@ def encode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="the .dnerv file to write")
     p.add_argument("--size", default="tiny",
                    help="model configuration: tiny, uvg-XS..XL, ucf101-S..L (dnerv-fast info)")
+    p.add_argument("--target-bpp", type=float, default=None, metavar="BPP",
+                   help="make the file this many bits per pixel, every byte counted: scales "
+                        "the widths of --size and picks the keyframe quality (unless "
+                        "--keyframe-quality is given); prints what it chose and why")
     p.add_argument("--epochs", type=int, default=100, help="passes over every clip")
     p.add_argument("--keyframe-codec", default="webp", choices=["webp", "jpeg", "png", "hevc", "av1"],
                    help="intra codec of the keyframes")

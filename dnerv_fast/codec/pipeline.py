@@ -20,7 +20,9 @@ from dnerv_fast.codec.header import FORMAT_NAME, keyframe_count, parse_header
 from dnerv_fast.media.keyframes import encode_keyframe, get_codec
 from dnerv_fast.codec.quantize import check_bits, check_prune
 from dnerv_fast.codec.names import safe_names
+from dnerv_fast.codec.rate import RatePlan, plan
 from dnerv_fast.codec.render import RENDER_CHUNK, render_video
+from dnerv_fast.codec.summary import Truth, measure as measure_truth
 from dnerv_fast.codec.weights import (dequantize_state_dict, pack_weights, quantize_state_dict,
                                       unpack_weights)
 from dnerv_fast.configs import ModelConfig, get_config
@@ -43,6 +45,8 @@ class Encoded:
     header: dict[str, Any]
     file_bytes: int
     section_bytes: dict[str, int]
+    rate_plan: RatePlan | None = None
+    truth: Truth | None = None
 
     @property
     def total_pixels(self) -> int:
@@ -65,33 +69,64 @@ def read_sources(paths: Sequence[str | os.PathLike], max_frames: int | None = No
     return videos
 
 
-def _header(config: ModelConfig, videos: list[PreparedVideo], codec: str, quality: int,
+def _entries(videos: Sequence[Video]) -> list[dict[str, Any]]:
+    """The header's description of each video."""
+    return [{"name": v.name, "height": v.height, "width": v.width, "frames": v.num_frames,
+             "fps": v.fps} for v in videos]
+
+
+def _header(config: ModelConfig, entries: list[dict[str, Any]], codec: str, quality: int,
             bits: int, prune: float, params: int, masks: MaskSource | None) -> dict[str, Any]:
     header = {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "config": config.to_dict(),
         "bits": bits, "prune": prune, "keyframe_codec": codec, "keyframe_quality": quality,
-        "parameters": params,
-        "videos": [{"name": v.name, "height": v.height, "width": v.width, "frames": v.length,
-                    "fps": v.fps} for v in videos],
+        "parameters": params, "videos": entries,
     }
     if masks is not None:
         header["inpainting"] = masks.to_header()
     return header
 
 
-def _prepare(sources: list[Video], config: ModelConfig, codec: str, quality: int,
-             masks: MaskSource | None, dist: Distributed, progress: bool) -> list[PreparedVideo]:
-    """Fill the holes, code the keyframes (the processes share the work) and tile."""
+def _fill(sources: list[Video], masks: MaskSource | None
+          ) -> tuple[list[Video], list[np.ndarray | None]]:
+    """The videos the encoder codes (holes filled) and their holes."""
     holes = video_holes(masks, sources) if masks is not None else [None] * len(sources)
-    inputs = [v if h is None else fill_holes(v, h) for v, h in zip(sources, holes)]
-    images = [keyframe_images(v, config) for v in inputs]
-    coded = dist.map(lambda frame: encode_keyframe(frame, codec, quality)[0],
-                     [f for frames in images for f in frames], "keyframes", progress)
+    return [v if h is None else fill_holes(v, h) for v, h in zip(sources, holes)], holes
+
+
+def _code(images: list[np.ndarray], codec: str, quality: int, dist: Distributed,
+          progress: bool) -> list[bytes]:
+    """Every keyframe coded at ``quality`` (the processes share the work)."""
+    return dist.map(lambda frame: encode_keyframe(frame, codec, quality)[0], images,
+                    "keyframes", progress)
+
+
+def _prepare(inputs: list[Video], holes: list[np.ndarray | None], config: ModelConfig,
+             codec: str, coded: list[bytes]) -> list[PreparedVideo]:
+    """Tile the videos with their coded keyframes (``coded``: all videos' keyframes in order)."""
     prepared, pos = [], 0
-    for video, frames, hole in zip(inputs, images, holes):
-        prepared.append(prepare_video(video, config, codec, coded[pos:pos + len(frames)], hole))
-        pos += len(frames)
+    for video, hole in zip(inputs, holes):
+        count = len(keyframe_images(video, config))
+        prepared.append(prepare_video(video, config, codec, coded[pos:pos + count], hole))
+        pos += count
     return prepared
+
+
+def _plan_rate(target_bpp: float, inputs: list[Video], base: ModelConfig, codec: str,
+               quality: int | None, bits: int, prune: float, masks: MaskSource | None,
+               dist: Distributed) -> RatePlan:
+    """Widths and keyframe quality for ``target_bpp`` (:mod:`.rate`), with the exact header."""
+    images = [f for v in inputs for f in keyframe_images(v, base)]
+    entries = _entries(inputs)
+
+    def overhead(config: ModelConfig, params: int, q: int) -> int:
+        header = _header(config, entries, codec, q, bits, prune, params, masks)
+        sizes = section_sizes(Container(header, b"", []))
+        return sizes["framing"] + sizes["header"]
+
+    return plan(target_bpp, sum(v.height * v.width * v.num_frames for v in inputs), base, bits,
+                codec, None if quality is None else [quality],
+                lambda q: _code(images, codec, q, dist, False), overhead)
 
 
 def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, size: str = "tiny",
@@ -100,7 +135,8 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
            loss: str = "uvg", seed: int = 0, max_frames: int | None = None,
            resume: bool = False, checkpoint_every: int = 0, keep_checkpoint: bool = False,
            overwrite: bool = False, progress: bool = True, device: str = "auto",
-           masks: MaskSource | None = None) -> Encoded:
+           masks: MaskSource | None = None, target_bpp: float | None = None,
+           measure: bool = True) -> Encoded:
     """Train one D-NeRV on ``videos`` and write everything needed to decode them to ``out_path``.
 
     ``videos``: video files (anything PyAV reads) or folders of frames; ``out_path``: the
@@ -123,6 +159,12 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
     ``masks`` hides pixels from the encoder (inpainting, :mod:`dnerv_fast.train.masks`):
     keyframes and targets are the frames with their holes filled, the loss sees visible
     pixels only, and box mask settings are stored in the header.
+    ``target_bpp`` asks for a file of that many bits per pixel, every byte counted: the
+    widths of ``size`` are scaled and the keyframe quality chosen (unless given) to land
+    within 15% of it (:mod:`.rate`; the choice is printed with ``progress`` and returned as
+    ``rate_plan``); a target the smallest network cannot reach raises :class:`CodecError`.
+    ``measure`` decodes the written model on the real frames for ``psnr`` (after
+    quantisation) and the raw RGB size (:mod:`.summary`).
     Returns the quantised model (on the CPU) exactly as the decoder will rebuild it.
     """
     out = check_file_output(out_path, overwrite)
@@ -148,8 +190,19 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
         raise CodecError(str(e)) from e
     with session(device) as dist:
         progress = progress and dist.is_main
-        prepared = _prepare(read_sources(videos, max_frames), config, codec.name, quality,
-                            masks, dist, progress)
+        sources = read_sources(videos, max_frames)
+        inputs, holes = _fill(sources, masks)
+        rate_plan = None
+        if target_bpp is not None:
+            rate_plan = _plan_rate(target_bpp, inputs, config, codec.name, keyframe_quality,
+                                   bits, prune, masks, dist)
+            config, quality, coded = rate_plan.network.config, rate_plan.quality, rate_plan.keyframes
+            if progress:
+                print(rate_plan.describe(codec.name))
+        else:
+            coded = _code([f for v in inputs for f in keyframe_images(v, config)], codec.name,
+                          quality, dist, progress)
+        prepared = _prepare(inputs, holes, config, codec.name, coded)
         torch.manual_seed(seed)
         model = DNeRV(config).to(dist.device)
         try:
@@ -161,7 +214,7 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
         qsd = quantize_state_dict(model.state_dict(), bits, prune)
         model.load_state_dict(dequantize_state_dict(qsd))
         model.eval()
-        header = _header(config, prepared, codec.name, quality, bits, prune,
+        header = _header(config, _entries(inputs), codec.name, quality, bits, prune,
                          sum(p.numel() for p in model.parameters()), masks)
         container = Container(header, pack_weights(qsd),
                               [b for v in prepared for b in v.key_bytes])
@@ -180,7 +233,12 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
         size_bytes = dist.on_main(write)
     for v in prepared:
         v.frames = v.visible = None
-    return Encoded(model, prepared, header, size_bytes, section_sizes(container))
+    encoded = Encoded(model, prepared, header, size_bytes, section_sizes(container), rate_plan)
+    if measure and dist.is_main:
+        encoded.truth = measure_truth([encoded.render(i) for i in range(len(prepared))],
+                                      [v.frames for v in sources], [v.fps for v in sources],
+                                      size_bytes)
+    return encoded
 
 
 def _resume_hint(ckpt: Path) -> str:

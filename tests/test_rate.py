@@ -1,0 +1,65 @@
+"""The rate target: widths and keyframe quality chosen so that the file lands near B bpp."""
+import pytest
+
+from dnerv_fast.codec import rate
+from dnerv_fast.configs import get_config
+from dnerv_fast.errors import CodecError
+
+BASE = get_config("tiny")
+PIXELS = 176 * 144 * 120
+
+
+def _keyframes(sizes):
+    """A fake keyframe coder: quality -> that many bytes per keyframe, 16 keyframes."""
+    return lambda q: [b"x" * sizes[q]] * 16
+
+
+def _plan(bpp, sizes=None, qualities=(90, 50, 10)):
+    sizes = sizes or {90: 4000, 50: 1500, 10: 400}
+    return rate.plan(bpp, PIXELS, BASE, 8, "webp", qualities, _keyframes(sizes),
+                     lambda config, params, q: 700)
+
+
+def test_scaled_keeps_valid_widths():
+    small = rate.scaled(BASE, 1 / 128)
+    assert (small.fc_dim, small.lower_width, small.encoder_dim) == (2, 4, 4)
+    assert rate.scaled(BASE, 1.0).stage_widths() == BASE.stage_widths()
+
+
+def test_ladder_grows():
+    sizes = [c.parameters for _, c in zip(range(40), rate.ladder(BASE, 8))]
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+
+
+def test_plan_fits_budget_and_prefers_best_keyframes_within_share():
+    p = _plan(0.4)
+    budget = 0.4 * PIXELS / 8
+    assert p.predicted_bytes <= budget
+    assert p.quality == 90 and p.keyframe_bytes <= rate.KEYFRAME_SHARE * budget
+    # the next network up would not have fitted
+    bigger = next(c for c in rate.ladder(BASE, 8) if c.parameters > p.network.parameters)
+    assert 700 + bigger.weight_bytes + p.keyframe_bytes > budget
+    assert "fc_dim=" in p.describe("webp") and "why:" in p.describe("webp")
+
+
+def test_plan_lowers_keyframe_quality_for_low_rates():
+    assert _plan(0.2).quality == 50
+    assert _plan(0.1).quality == 10
+
+
+def test_plan_refuses_unreachable_targets():
+    with pytest.raises(CodecError, match="smallest network"):
+        _plan(0.01)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), 100, True])
+def test_target_bounds(bad):
+    with pytest.raises(CodecError, match="target rate"):
+        _plan(bad)
+
+
+def test_predicted_weight_bytes_counts_groups_and_table():
+    shapes = [(64, 32, 1), (64,)]
+    expected = (5 * (64 + 1) + rate.STREAM_FIXED_BYTES + 2 * (2 ** 9 - 1)
+                + -(-(64 * 32 + 64) * rate.SYMBOL_BITS[8] // 8))
+    assert rate.predict_weight_bytes(shapes, 8) == int(expected)
