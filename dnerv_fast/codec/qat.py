@@ -1,0 +1,78 @@
+"""Quantisation-aware training: a final phase that trains through the weight quantiser.
+
+Every parameter is given a :mod:`torch.nn.utils.parametrize` parametrisation that replaces it,
+in the forward pass, by exactly what the decoder will use (the per-group affine quantiser of
+:mod:`.quantize` at the file's bit depth), while the gradient passes to the float weights
+unchanged (straight-through estimator). The ordinary training loop then runs again for the
+QAT epochs, and the parametrisations are removed, leaving float weights (and the
+state_dict's names) as before, whose quantisation is the network QAT trained.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+from dnerv_fast.codec.quantize import check_bits, num_groups
+from dnerv_fast.errors import UsageError
+
+# The QAT phase starts from this fraction of the peak learning rate (cosine to 0, no
+# warm-up): enough to move weights across quantisation steps, small enough not to undo the
+# float training.
+QAT_LR_FACTOR = 0.2
+
+
+def fake_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """``w`` quantised and dequantised as :func:`.quantize.quantize_tensor` does (per group,
+    2^bits levels, zero exact), with the identity as its gradient."""
+    levels = 2 ** bits - 1
+    x = w.reshape(num_groups(tuple(w.shape)), -1)
+    with torch.no_grad():   # in float64 with a float32 scale, as the file's quantiser
+        x64 = x.double()
+        lo = x64.min(dim=1, keepdim=True).values.clamp(max=0)
+        hi = x64.max(dim=1, keepdim=True).values.clamp(min=0)
+        step = (hi - lo) / levels
+        z = torch.round(-lo / torch.where(step > 0, step, torch.ones_like(step))).clamp(0, levels)
+        up = torch.where(z < levels, hi / (levels - z).clamp(min=1), torch.zeros_like(hi))
+        down = torch.where(z > 0, -lo / z.clamp(min=1), torch.zeros_like(lo))
+        scale = torch.maximum(up, down).float().double()
+        safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+        q = (torch.round(x64 / safe) + z).clamp(0, levels) - z
+        q = torch.where(scale > 0, q.float() * scale.float(), torch.zeros_like(x))
+    return (x + (q - x).detach()).reshape(w.shape)
+
+
+class FakeQuant(nn.Module):
+    """A parametrisation: the weight as the decoder will see it at ``bits`` bits."""
+
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        self.bits = check_bits(bits)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return fake_quantize(w, self.bits)
+
+
+def qat_epochs(epochs: int, share: float) -> int:
+    """Epochs of the QAT phase: ``share`` of ``epochs`` (rounded, at least one when the share
+    is positive), leaving at least one epoch of float training."""
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+        raise UsageError(f"the QAT share of the epochs must be in [0, 1), got {share!r}")
+    if share == 0 or epochs < 2:
+        return 0
+    return min(epochs - 1, max(1, round(share * epochs)))
+
+
+def attach(model: nn.Module, bits: int) -> list[tuple[nn.Module, str]]:
+    """Parametrise every parameter of ``model`` with :class:`FakeQuant`; returns what to
+    :func:`detach`."""
+    targets = [(m, name) for m in model.modules() for name, _ in list(m.named_parameters(recurse=False))]
+    for module, name in targets:
+        parametrize.register_parametrization(module, name, FakeQuant(bits))
+    return targets
+
+
+def detach(targets: list[tuple[nn.Module, str]]) -> None:
+    """Remove the parametrisations, keeping the float weights they were computed from."""
+    for module, name in targets:
+        parametrize.remove_parametrizations(module, name, leave_parametrized=False)
