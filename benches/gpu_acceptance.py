@@ -165,6 +165,27 @@ def step_model_benchmarks(out_dir: Path) -> dict[str, Any]:
     return result
 
 
+def step_train_benchmarks(out_dir: Path) -> dict[str, Any]:
+    """Training steps (benches/test_bench_train.py), fp32 and bf16, with the projected time
+    of a 1600-epoch UVG-M encode on this one GPU (the paper's run, batch 8 per step)."""
+    if not HAS_CUDA:
+        raise Skipped("needs CUDA")
+    result = {}
+    for dtype in ("fp32", "bf16"):
+        path = out_dir / f"bench_train_{dtype}.json"
+        run = _pytest(["benches/test_bench_train.py", "--benchmark-enable", f"--benchmark-json={path}"],
+                      timeout=1800, env={"DNERV_BENCH_DTYPE": dtype,
+                                         "DNERV_BENCH_TRAIN_SIZES": "tiny,uvg-XS,uvg-M"})
+        rows = {b["name"].replace("test_", ""): b["extra_info"]
+                for b in json.loads(path.read_text())["benchmarks"]}
+        hours = next(info["uvg_1600_epoch_hours"] for name, info in rows.items()
+                     if "uvg-M" in name and "resident" in name)
+        print(f"[train_benchmarks] {dtype}: projected 1600-epoch UVG-M encode on one GPU: "
+              f"{hours:.1f} h", flush=True)
+        result[dtype] = {**run, "rows": rows, "uvg_m_1600_epoch_hours": hours}
+    return result
+
+
 def step_dispatch(out_dir: Path) -> dict[str, Any]:
     path = out_dir / "bench_dispatch.json"
     run = _pytest(["benches/test_bench_dispatch.py", "--benchmark-enable", f"--benchmark-json={path}"],
@@ -187,7 +208,8 @@ def step_profile(out_dir: Path) -> dict[str, Any]:
 STEPS: list[tuple[str, Callable[[Path], dict[str, Any]]]] = [
     ("environment", step_environment), ("build", step_build), ("parity", step_parity),
     ("op_benchmarks", step_op_benchmarks), ("model_benchmarks", step_model_benchmarks),
-    ("dispatch", step_dispatch), ("profile", step_profile),
+    ("train_benchmarks", step_train_benchmarks), ("dispatch", step_dispatch),
+    ("profile", step_profile),
 ]
 
 
@@ -232,6 +254,12 @@ def markdown(results: dict[str, Any], status: dict[str, dict[str, Any]]) -> str:
     for dtype, r in results.get("model_benchmarks", {}).items():
         lines += ["", f"## Decode one uvg-M clip, {dtype} (median ms)", "", "| variant | ms |", "|---|---|"]
         lines += [f"| {name} | {ms:.2f} |" for name, ms in r["ms"].items()]
+    for dtype, r in results.get("train_benchmarks", {}).items():
+        lines += ["", f"## Training steps, {dtype} (projected 1600-epoch UVG-M encode: "
+                  f"{r['uvg_m_1600_epoch_hours']:.1f} h)", "", "| variant | steps/s | frames/s |",
+                  "|---|---|---|"]
+        lines += [f"| {name} | {i['steps_per_s']:.2f} | {i['frames_per_s']:.0f} |"
+                  for name, i in r["rows"].items()]
     for group, us in results.get("dispatch", {}).get("us", {}).items():
         lines += ["", f"## {group} (median us)", ""] + [f"- {name}: {v:.1f}" for name, v in us.items()]
     profile = results.get("profile", {}).get("output")

@@ -122,6 +122,9 @@ class Batch:
     end: torch.Tensor             # long [B]
     target: torch.Tensor | None   # float [B, 3, T, ph, pw] in [0, 1]
     visible: torch.Tensor | None = None  # float [B, 1, T, ph, pw], 1 = visible; None: all
+    # long [2, M]: (clip, slot) of each unmasked frame, ``inputs.mask.nonzero()`` made where
+    # the mask is known (the host), so that selecting the frames needs no device sync.
+    kept: torch.Tensor | None = None
 
 
 def all_clips(videos: list[PreparedVideo]) -> list[ClipRef]:
@@ -156,7 +159,8 @@ def make_batch(videos: list[PreparedVideo], refs: list[ClipRef], config: ModelCo
             visible.append(torch.ones_like(targets[-1][:1], dtype=torch.bool) if seen is None
                            else seen[r.patch, list(clip.frames)].permute(1, 0, 2, 3))
     target = torch.stack(targets).float().div_(255) if with_target else None
-    return Batch(clip_inputs(clips, config.embed_levels, config.embed_base),
-                 torch.stack(key_list).float().div_(255),
+    inputs = clip_inputs(clips, config.embed_levels, config.embed_base)
+    return Batch(inputs, torch.stack(key_list).float().div_(255),
                  torch.tensor(start), torch.tensor(end), target,
-                 torch.stack(visible).float() if masked else None)
+                 torch.stack(visible).float() if masked else None,
+                 inputs.mask.nonzero().T.contiguous() if with_target else None)

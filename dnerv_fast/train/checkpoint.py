@@ -1,4 +1,5 @@
-"""Training checkpoints: model, optimiser, epoch and every RNG state, written atomically.
+"""Training checkpoints: model, optimiser, epoch, every RNG state and, for fp16, the gradient
+scaler's state, written atomically.
 
 A checkpoint holds plain tensors, numbers, strings and containers only, and is read with
 ``torch.load(weights_only=True)``: a planted file can make resuming fail, never run code.
@@ -41,11 +42,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, epoch: int, fingerprint: dict[str, Any],
-                    sampler: torch.Generator, history: list[dict[str, float]]) -> None:
-    """Save after ``epoch`` epochs are complete (replaces any previous checkpoint)."""
+                    sampler: torch.Generator, history: list[dict[str, float]],
+                    scaler: dict[str, float | int] | None = None) -> None:
+    """Save after ``epoch`` epochs are complete (replaces any previous checkpoint).
+
+    ``scaler``: the fp16 gradient scaler's state, plain numbers (omitted without one).
+    """
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
              "fingerprint": fingerprint, "rng": rng_state(), "sampler": sampler.get_state(),
              "history": history}
+    if scaler:
+        state["scaler"] = dict(scaler)
     with atomic_path(path, overwrite=True) as tmp:
         torch.save(state, tmp)
 
@@ -92,6 +99,10 @@ def _check_structure(state: Any, model: torch.nn.Module, p: Path) -> None:
         if not isinstance(value, torch.Tensor) or value.shape != tensor.shape:
             raise CheckpointError(f"checkpoint '{p}' is damaged: model tensor '{name}' has shape "
                                   f"{tuple(getattr(value, 'shape', ()))}, expected {tuple(tensor.shape)}")
+    scaler = state.get("scaler", {})
+    if not isinstance(scaler, dict) or \
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scaler.values()):
+        raise CheckpointError(f"checkpoint '{p}' is damaged: 'scaler' is not a dict of numbers")
     if not 0 <= state["epoch"]:
         raise CheckpointError(f"checkpoint '{p}' is damaged: epoch {state['epoch']}")
 

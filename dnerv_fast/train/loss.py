@@ -26,7 +26,13 @@ LOSSES = tuple(TERMS)
 
 
 def masked_frames(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[B, C, T, H, W] and a bool mask [B, T] -> the kept frames [M, C, H, W]."""
+    """[B, C, T, H, W] and a bool mask [B, T] -> the kept frames [M, C, H, W].
+
+    ``mask`` may also be the mask's (clip, slot) pairs, long [2, M] (``Batch.kept``): the
+    same frames in the same order, selected without a data-dependent shape.
+    """
+    if mask.dtype != torch.bool:
+        return video[mask[0], :, mask[1]]
     return video.permute(0, 2, 1, 3, 4)[mask]
 
 
@@ -76,8 +82,9 @@ def loss_sums(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ki
     error = (out - ref).abs().pow(power)
     local = 1 - ssim_map(out, ref)
     if visible is None:
-        count = torch.tensor(float(error.numel()), device=out.device)
-        windows = torch.tensor(float(local.numel()), device=out.device)
+        # Filled on the device: a tensor made from a host number would be a copy per step.
+        count = error.new_full((), float(error.numel()), dtype=torch.float32)
+        windows = local.new_full((), float(local.numel()), dtype=torch.float32)
         return LossSums(kind, error.sum(), local.sum(), count, windows)
     seen = masked_frames(visible, mask).to(out.dtype)
     whole = _window_visibility(seen, ssim_window(*out.shape[-2:]))

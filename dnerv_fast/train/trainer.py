@@ -7,6 +7,12 @@ DistributedDataParallel averages are the gradients of one process on the whole b
 :mod:`dnerv_fast.train.loss`). A process whose share is empty (a last batch smaller than the
 number of processes) still runs a clip, with weight zero, because every process must take
 part in each gradient exchange.
+
+Built for the GPU: the data lives on the device (:mod:`dnerv_fast.train.resident`; the
+``host`` data path, :func:`~dnerv_fast.clips.data.make_batch` per step, is the reference it
+is tested against), and the host waits for the device only every ``sync_every`` steps and at
+the end of each epoch: losses and PSNR are summed on the device, and the progress bar and
+the divergence check read them then.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import math
 import os
 import zlib
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from tqdm import tqdm
@@ -28,12 +34,18 @@ from dnerv_fast.train.distributed import Distributed
 from dnerv_fast.clips.decoder import ClipDecoder, run_batch
 from dnerv_fast.train.loss import LossSums, check_loss, loss_sums, masked_frames
 from dnerv_fast.train.lr_schedule import learning_rate
+from dnerv_fast.train.mixed import Mixed, check_precision, make_optimizer
+from dnerv_fast.train.resident import ResidentClips
 
 
 # AdamW steps every weight by about lr at first: a rate near 1 destroys any network here.
 MAX_LR = 1.0
 MAX_EPOCHS = 1_000_000
 MAX_BATCH = 65536
+MAX_SYNC_EVERY = 100_000
+DATA_PATHS = ("resident", "host")
+# Settings that change how fast a run goes, not what it computes: resuming may change them.
+_RUN_ONLY = ("sync_every", "compile", "data")
 
 
 def _is_number(value: Any) -> bool:
@@ -55,11 +67,22 @@ class TrainSettings:
     warmup: float = 0.2
     loss: str = "uvg"
     seed: int = 0
+    precision: str = "fp32"       # type of the forward and backward (train.mixed)
+    compile: bool = False         # the clip decoder under torch.compile
+    sync_every: int = 50          # steps between host reads of the losses (and epoch ends)
+    data: str = "resident"        # "host": batches built on the host per step (reference)
 
     def validate(self) -> None:
         _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
         _check_int("batch size", self.batch_size, 1, MAX_BATCH)
         _check_int("seed", self.seed, 0, 2**63 - 1)
+        _check_int("sync_every", self.sync_every, 1, MAX_SYNC_EVERY)
+        check_precision(self.precision)
+        if not isinstance(self.compile, bool):
+            raise CodecError(f"compile must be True or False, got {self.compile!r}")
+        if self.data not in DATA_PATHS:
+            raise CodecError(f"unknown data path '{self.data}'; choose one of: "
+                             f"{', '.join(DATA_PATHS)}")
         if not _is_number(self.lr) or not 0 < self.lr <= MAX_LR:
             raise CodecError(f"the learning rate must be a number in (0, {MAX_LR:g}], got {self.lr}")
         if not _is_number(self.warmup) or not 0 <= self.warmup < 1:
@@ -82,50 +105,52 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
 
 
 def _fingerprint(model: DNeRV, videos: list[PreparedVideo], s: TrainSettings) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: settings, model shape and data."""
-    return {"settings": asdict(s), "config": model.config.to_dict(),
+    """What a checkpoint must match to be resumed: settings, model shape and data.
+
+    fp32 runs leave the precision out, so that their checkpoints match earlier versions'.
+    """
+    settings = {k: v for k, v in asdict(s).items() if k not in _RUN_ONLY}
+    if s.precision == "fp32":
+        del settings["precision"]
+    return {"settings": settings, "config": model.config.to_dict(),
             "videos": [(v.name, v.height, v.width, v.length) for v in videos],
             "keyframes": [sum(len(b) for b in v.key_bytes) for v in videos],
-            "masks": [None if v.visible is None else zlib.crc32(v.visible.numpy())
+            "masks": [None if v.visible is None else zlib.crc32(v.visible.contiguous().numpy())
                       for v in videos]}
 
 
-@dataclass
-class _Step:
-    """What one optimisation step reports, summed over all processes."""
-
-    loss: float
-    psnr_sum: float
-    frames: int
-
-
-def _psnr_total(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+def _psnr_total(output: torch.Tensor, target: torch.Tensor, kept: torch.Tensor,
                 visible: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of per-frame PSNR (over visible pixels, capped at 100 dB) and how many frames
-    it sums: the unmasked frames with at least one visible pixel."""
-    region = None if visible is None else masked_frames(visible, mask)
-    p = psnr(masked_frames(output, mask), masked_frames(target, mask), region)
-    if region is not None:
-        p = p[region.flatten(1).sum(1) > 0]
-    return p.clamp(max=100).sum(), torch.tensor(len(p), dtype=p.dtype, device=p.device)
+    it sums: the unmasked frames with at least one visible pixel. No data-dependent shape:
+    frames without a visible pixel are zeroed out of the sum, not dropped."""
+    region = None if visible is None else masked_frames(visible, kept)
+    p = psnr(masked_frames(output, kept), masked_frames(target, kept), region)
+    if region is None:
+        return p.clamp(max=100).sum(), p.new_full((), float(len(p)))
+    seen = region.flatten(1).sum(1) > 0
+    return torch.where(seen, p.clamp(max=100), 0.0).sum(), seen.sum().to(p.dtype)
 
 
-def _step(net: torch.nn.Module, batch: Batch, kind: str, weight: float,
-          dist: Distributed) -> tuple[torch.Tensor, _Step]:
-    """Forward pass on this process's share of a batch: the loss to differentiate, and what
-    the whole batch reports."""
+def _step(net: torch.nn.Module, batch: Batch, kind: str, weight: float, dist: Distributed,
+          mixed: Mixed) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward pass on this process's share of a batch: the loss to differentiate, and
+    float64 [loss, loss * frames, PSNR sum, frames] of the whole batch, left on the device."""
     output = run_batch(net, batch)
+    if mixed.dtype != torch.float32:
+        output = output.float()                 # the loss and its sums in fp32
     device, dtype = output.device, output.dtype
-    mask, target = batch.inputs.mask.to(device), batch.target.to(device, dtype)
+    assert batch.target is not None and batch.kept is not None, "training batches have targets"
+    kept, target = batch.kept.to(device), batch.target.to(device, dtype)
     visible = None if batch.visible is None else batch.visible.to(device, dtype)
-    sums = loss_sums(output, target, mask, kind, visible)
+    sums = loss_sums(output, target, kept, kind, visible)
     totals = torch.stack([sums.error.detach().double(), sums.dissimilarity.detach().double(),
                           sums.pixels.double(), sums.windows.double(),
-                          *_psnr_total(output, target, mask, visible)]) * weight
+                          *_psnr_total(output, target, kept, visible)]) * weight
     error, dissimilarity, pixels, windows, psnr_sum, frames = dist.sum(totals)
     loss = sums.loss(pixels.to(dtype), windows.to(dtype)) * (dist.world_size * weight)
     value = LossSums(kind, error, dissimilarity, pixels, windows).loss()
-    return loss, _Step(value.item(), psnr_sum.item(), int(frames.item()))
+    return loss, torch.stack([value, value * frames, psnr_sum, frames])
 
 
 def _shard(batch: list[ClipRef], dist: Distributed) -> tuple[list[ClipRef], float]:
@@ -134,29 +159,39 @@ def _shard(batch: list[ClipRef], dist: Distributed) -> tuple[list[ClipRef], floa
     return (share, 1.0) if share else (batch[:1], 0.0)
 
 
+def _host_batches(videos: list[PreparedVideo], refs: list[ClipRef], order: list[int],
+                  size: int, config: Any, dist: Distributed) -> Iterator[tuple[Batch, float]]:
+    """The reference data path: each batch built on the host when its step comes."""
+    for first in range(0, len(order), size):
+        share, weight = _shard([refs[i] for i in order[first:first + size]], dist)
+        yield make_batch(videos, share, config), weight
+
+
 def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 0,
           resume: bool = False, progress: bool = True,
           dist: Distributed | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place on every clip of every patch of ``videos``.
 
-    The model stays on its device (batches are moved to it). Checkpoints go to
-    ``checkpoint`` every ``checkpoint_every`` epochs (0: never) and after the last epoch,
-    written by the main process only; ``resume`` continues from it (every process reads it).
-    ``dist`` describes the data-parallel processes (None: this one alone). Returns per-epoch
-    mean loss and PSNR (over visible pixels), the same on every process.
+    The model stays on its device (the data goes to it once, or per batch with
+    ``settings.data == "host"``). Checkpoints go to ``checkpoint`` every
+    ``checkpoint_every`` epochs (0: never) and after the last epoch, written by the main
+    process only; ``resume`` continues from it (every process reads it). ``dist`` describes
+    the data-parallel processes (None: this one alone). Returns per-epoch mean loss and PSNR
+    (over visible pixels), the same on every process.
     """
     settings.validate()
-    dist = dist or Distributed(device=next(model.parameters()).device)
+    device = next(model.parameters()).device
+    dist = dist or Distributed(device=device)
     refs = all_clips(videos)
     config = model.config
     steps = -(-len(refs) // settings.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.999),
-                                  weight_decay=0.0)
+    optimizer = make_optimizer(model.parameters(), settings.lr, settings.precision, device)
     sampler = torch.Generator().manual_seed(settings.seed)
     fingerprint = _fingerprint(model, videos, settings)
     history: list[dict[str, float]] = []
     first = 0
+    scaler: dict[str, Any] = {}
     if resume:
         if checkpoint is None:
             raise CodecError("resuming needs a checkpoint path")
@@ -165,6 +200,7 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             _check_optimizer_state(optimizer)
+            scaler = state.get("scaler", {})
             set_rng_state(state["rng"])
             sampler.set_state(state["sampler"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -172,36 +208,46 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
         first, history = state["epoch"], state["history"]
     else:
         torch.manual_seed(settings.seed)
-    net = dist.wrap(ClipDecoder(model))
+    mixed = Mixed(settings.precision, model)
+    try:
+        mixed.load_state_dict(scaler)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint '{checkpoint}' is damaged: scaler state {e}") from e
+    resident = ResidentClips(videos, config, device) if settings.data == "resident" else None
+    net = dist.wrap(ClipDecoder(mixed.work))
+    if settings.compile:
+        net = torch.compile(net)
     progress = progress and dist.is_main
-    model.train()
+    mixed.train()
     # One bar over every step left, so that its rate and ETA are those of the whole run.
     bar = tqdm(total=(settings.epochs - first) * steps, unit="step", disable=not progress,
                leave=False)
     for epoch in range(first, settings.epochs):
         order = torch.randperm(len(refs), generator=sampler).tolist()
         bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
-        loss_sum, psnr_sum, frames = 0.0, 0.0, 0
-        for step in range(steps):
+        batches = resident.epoch(order, settings.batch_size, dist.rank, dist.world_size) \
+            if resident is not None else \
+            _host_batches(videos, refs, order, settings.batch_size, config, dist)
+        totals = torch.zeros(3, dtype=torch.float64, device=device)   # loss*frames, PSNR, frames
+        window: list[torch.Tensor] = []        # losses of the steps since the last sync
+        for step, (batch, weight) in enumerate(batches):
             lr = learning_rate((epoch + step / steps) / settings.epochs, settings.lr,
                                settings.warmup)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            chosen = order[step * settings.batch_size:(step + 1) * settings.batch_size]
-            share, weight = _shard([refs[i] for i in chosen], dist)
-            loss, done = _step(net, make_batch(videos, share, config), settings.loss, weight, dist)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if not math.isfinite(done.loss):
-                raise TrainingDiverged(f"training diverged in epoch {epoch + 1}, step {step + 1} "
-                                       f"(loss {done.loss}); try a lower --lr (now {settings.lr:g})")
-            loss_sum += done.loss * done.frames
-            psnr_sum += done.psnr_sum
-            frames += done.frames
-            bar.set_postfix(loss=f"{done.loss:.4f}", patch_psnr=f"{psnr_sum / max(frames, 1):.2f}",
-                            lr=f"{lr:.2e}", refresh=False)
-            bar.update()
+            loss, done = _step(net, batch, settings.loss, weight, dist, mixed)
+            mixed.step(loss, optimizer)
+            window.append(done[0])
+            totals += done[1:]
+            if len(window) == settings.sync_every or step + 1 == steps:
+                losses, sums = _sync(window, totals)
+                _check_finite(losses, epoch, step + 1 - len(losses), settings.lr)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}",
+                                patch_psnr=f"{sums[1] / max(sums[2], 1):.2f}",
+                                lr=f"{lr:.2e}", refresh=False)
+                bar.update(len(window))
+                window = []
+        loss_sum, psnr_sum, frames = sums
         frames = max(frames, 1)
         history.append({"epoch": epoch + 1, "loss": loss_sum / frames, "psnr": psnr_sum / frames})
         if progress:
@@ -211,7 +257,23 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
         last = epoch + 1 == settings.epochs
         if checkpoint is not None and dist.is_main and \
                 (last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0)):
-            save_checkpoint(checkpoint, model, optimizer, epoch + 1, fingerprint, sampler, history)
+            save_checkpoint(checkpoint, model, optimizer, epoch + 1, fingerprint, sampler,
+                            history, mixed.state_dict())
     bar.close()
     model.eval()
     return history
+
+
+def _sync(window: list[torch.Tensor], totals: torch.Tensor) -> tuple[list[float], list[float]]:
+    """The window's step losses and the epoch's running sums, read in one transfer."""
+    values = torch.cat([torch.stack(window), totals]).tolist()
+    return values[:len(window)], values[len(window):]
+
+
+def _check_finite(losses: list[float], epoch: int, first_step: int, lr: float) -> None:
+    """Raise :class:`TrainingDiverged` for the first non-finite loss of a window."""
+    for i, value in enumerate(losses):
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"training diverged in epoch {epoch + 1}, step "
+                                   f"{first_step + i + 1} (loss {value}); try a lower --lr "
+                                   f"(now {lr:g})")

@@ -1,0 +1,119 @@
+"""Training throughput: today's loop (host batches, a host sync per step) against the new one
+(data resident on the device, a sync every 50 steps), and the share of step time spent
+outside forward, backward and the optimiser (goal: under 2%).
+
+Each variant runs one epoch of ``train()`` over a synthetic video of exactly ``STEPS`` batches
+(setup included: it is part of every encode). ``compute`` is the floor: the same forward,
+backward and optimiser steps on batches gathered beforehand, with no data work and no sync
+but the last; ``outside share = 1 - compute / loop``.
+Run: ``pytest benches/test_bench_train.py --benchmark-enable -s`` (``DNERV_BENCH_TRAIN_SIZES``
+e.g. ``tiny,uvg-XS,uvg-M``; ``DNERV_BENCH_DTYPE`` fp32/bf16/fp16 as the training precision;
+``DNERV_BENCH_BATCH`` clips per step, default 8 on CUDA, 2 on the CPU).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import pytest
+import torch
+
+from dnerv_fast.clips.data import keyframe_images, prepare_video
+from dnerv_fast.clips.decoder import ClipDecoder
+from dnerv_fast.media.keyframes import encode_keyframe
+from dnerv_fast.media.synthetic import moving_pattern
+from dnerv_fast.model.dnerv import DNeRV
+from dnerv_fast.train import TrainSettings, train
+from dnerv_fast.train.distributed import Distributed
+from dnerv_fast.train.mixed import Mixed, make_optimizer
+from dnerv_fast.train.resident import ResidentClips
+from dnerv_fast.train.trainer import _step
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+SIZES = os.environ.get("DNERV_BENCH_TRAIN_SIZES", "tiny,uvg-XS").split(",")
+PRECISION = os.environ.get("DNERV_BENCH_DTYPE", "fp32")
+BATCH = int(os.environ.get("DNERV_BENCH_BATCH", "8" if DEVICE.type == "cuda" else "2"))
+STEPS = int(os.environ.get("DNERV_BENCH_TRAIN_STEPS", "40" if DEVICE.type == "cuda" else "4"))
+# UVG as the paper trains it (SPEC): 7 videos, 6 of 600 frames and 1 of 300, 24 patches each.
+UVG_CLIPS_PER_EPOCH = 24 * (6 * math.ceil(600 / 8) + math.ceil(300 / 8))
+RESULTS: dict[str, dict[str, float]] = {}
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@pytest.fixture(scope="module", params=SIZES)
+def workload(request):
+    """A video of one patch row whose clips fill exactly STEPS batches."""
+    model = DNeRV.from_config(request.param)
+    ph, pw = model.config.patch_size
+    T = model.config.clip_len
+    clips = STEPS * BATCH
+    video = moving_pattern(clips * T, ph, pw)
+    keys = [encode_keyframe(f, "png")[0] for f in keyframe_images(video, model.config)]
+    return request.param, prepare_video(video, model.config, "png", keys)
+
+
+def _record(size: str, name: str, seconds: float) -> None:
+    RESULTS.setdefault(size, {})[name] = seconds
+
+
+@pytest.mark.parametrize("loop", ["host", "resident"])
+def test_train_loop(benchmark, workload, loop):
+    size, video = workload
+    settings = TrainSettings(epochs=1, batch_size=BATCH, precision=PRECISION, data=loop,
+                             sync_every=1 if loop == "host" else 50)
+
+    def run():
+        torch.manual_seed(0)
+        model = DNeRV.from_config(size).to(DEVICE)
+        _sync()
+        start = time.perf_counter()
+        train(model, [video], settings, progress=False)
+        _sync()
+        _record(size, loop, time.perf_counter() - start)
+
+    benchmark.pedantic(run, rounds=1, warmup_rounds=1)
+    _report(benchmark, size, loop)
+
+
+def test_compute_only(benchmark, workload):
+    size, video = workload
+    torch.manual_seed(0)
+    model = DNeRV.from_config(size).to(DEVICE)
+    data = ResidentClips([video], model.config, DEVICE)
+    batches = list(data.epoch(list(range(len(data))), BATCH))
+    optimizer = make_optimizer(model.parameters(), 1e-4, PRECISION, DEVICE)
+    mixed = Mixed(PRECISION, model)
+    net = ClipDecoder(mixed.work)
+
+    def run():
+        _sync()
+        start = time.perf_counter()
+        for batch, weight in batches:
+            loss, _ = _step(net, batch, "uvg", weight, Distributed(device=DEVICE), mixed)
+            mixed.step(loss, optimizer)
+        _sync()
+        _record(size, "compute", time.perf_counter() - start)
+
+    benchmark.pedantic(run, rounds=1, warmup_rounds=1)
+    _report(benchmark, size, "compute")
+
+
+def _report(benchmark, size: str, name: str) -> None:
+    seconds = RESULTS[size][name]
+    info = {"steps_per_s": STEPS / seconds, "frames_per_s": STEPS * BATCH * 8 / seconds,
+            "batch": BATCH, "precision": PRECISION, "device": str(DEVICE)}
+    if name == "resident":
+        info["uvg_1600_epoch_hours"] = 1600 * UVG_CLIPS_PER_EPOCH / (STEPS * BATCH / seconds) / 3600
+    if "compute" in RESULTS[size]:
+        for loop in ("host", "resident"):
+            if loop in RESULTS[size]:
+                info[f"{loop}_outside_share"] = 1 - RESULTS[size]["compute"] / RESULTS[size][loop]
+    benchmark.extra_info.update(info)
+    print(f"\n{size} {name} ({PRECISION}, batch {BATCH}, {DEVICE}): "
+          + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                      for k, v in info.items()))
