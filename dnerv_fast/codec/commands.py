@@ -44,7 +44,8 @@ def run_encode(args: argparse.Namespace) -> int:
                     resume=args.resume, checkpoint_every=args.checkpoint_every,
                     keep_checkpoint=args.keep_checkpoint, overwrite=args.overwrite,
                     progress=not args.quiet, device=args.device, masks=_masks(args),
-                    target_bpp=args.target_bpp, qat=args.qat)
+                    target_bpp=args.target_bpp, qat=args.qat,
+                    precision=args.precision, compile=args.compile)
     if not is_main_process():
         return 0
     s = result.section_bytes
@@ -136,6 +137,11 @@ def encode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="save OUTPUT.ckpt every N epochs, 0: only at the end (it is removed after "
                         "success)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="type training computes in; weights and optimiser stay fp32 (bf16 on "
+                        "recent GPUs; fp16 scales the loss)")
+    p.add_argument("--compile", action="store_true",
+                   help="train the network under torch.compile (first steps slower)")
     p.add_argument("--resume", action="store_true", help="continue training from OUTPUT.ckpt")
     p.add_argument("--keep-checkpoint", action="store_true",
                    help="keep OUTPUT.ckpt after success; --resume from a copy of it with other "

@@ -138,7 +138,8 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
            resume: bool = False, checkpoint_every: int = 0, keep_checkpoint: bool = False,
            overwrite: bool = False, progress: bool = True, device: str = "auto",
            masks: MaskSource | None = None, target_bpp: float | None = None,
-           qat: float = 0.2, measure: bool = True) -> Encoded:
+           qat: float = 0.2, measure: bool = True, precision: str = "fp32",
+           compile: bool = False) -> Encoded:
     """Train one D-NeRV on ``videos`` and write everything needed to decode them to ``out_path``.
 
     ``videos``: video files (anything PyAV reads) or folders of frames; ``out_path``: the
@@ -165,6 +166,9 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
     widths of ``size`` are scaled and the keyframe quality chosen (unless given) to land
     within 15% of it (:mod:`.rate`; the choice is printed with ``progress`` and returned as
     ``rate_plan``); a target the smallest network cannot reach raises :class:`CodecError`.
+    ``precision`` (``fp32``, ``bf16``, ``fp16``) is the type training computes in (fp32
+    master weights, :mod:`dnerv_fast.train.mixed`); ``compile`` trains the clip decoder
+    under ``torch.compile``.
     ``qat`` is the share of ``epochs`` spent last in quantisation-aware training at
     ``bits`` (:mod:`.qat`; 0 turns it off; the QAT epochs are not checkpointed).
     ``measure`` decodes the written model on the real frames for ``psnr`` (after
@@ -186,7 +190,8 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
     bits = check_bits(bits)
     prune = check_prune(prune)
     codec, quality = get_codec(keyframe_codec, keyframe_quality)
-    settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, seed=seed)
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, seed=seed,
+                             precision=precision, compile=compile)
     settings.validate()
     late = qat_epochs(epochs, qat)
     settings = dataclasses.replace(settings, epochs=epochs - late)
