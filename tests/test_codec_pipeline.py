@@ -145,7 +145,7 @@ def test_kept_checkpoint_requantises_without_training(tmp_path, monkeypatch):
     eight = encode([src], tmp_path / "c8.dnerv", epochs=1, keep_checkpoint=True, progress=False)
     (tmp_path / "c4.dnerv.ckpt").write_bytes((tmp_path / "c8.dnerv.ckpt").read_bytes())
     import dnerv_fast.train.trainer as trainer
-    monkeypatch.setattr(trainer, "make_batch", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(trainer, "_step", lambda *a, **k: pytest.fail("trained again"))
     four = encode([src], tmp_path / "c4.dnerv", epochs=1, bits=4, resume=True, progress=False)
     assert four.header["bits"] == 4 and four.file_bytes < eight.file_bytes
     assert not (tmp_path / "c4.dnerv.ckpt").exists() and (tmp_path / "c8.dnerv.ckpt").exists()
