@@ -80,3 +80,13 @@ def test_real_encode_lands_within_15_percent(tmp_path):
     assert abs(result.bpp / target - 1) <= rate.TOLERANCE, result.bpp
     assert result.file_bytes == (tmp_path / "c.dnerv").stat().st_size
     assert result.header["config"]["fc_dim"] == result.rate_plan.network.config.fc_dim
+
+
+def test_unreachable_target_is_refused_before_training(tmp_path, capsys):
+    from dnerv_fast.cli import main
+    out = tmp_path / "c.dnerv"
+    assert main(["encode", str(CARPHONE), "-o", str(out), "--target-bpp", "0.002",
+                 "--max-frames", "16", "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "smallest network" in err[0], err
+    assert not out.exists()
