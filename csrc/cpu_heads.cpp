@@ -64,11 +64,13 @@ at::Tensor simd_unary(const at::Tensor& x, bool gelu) {
   float* dst = out.data_ptr<float>();
   at::parallel_for(0, in.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
     using namespace dnerv::simd;
-    for (int64_t i = begin; i < end; i += kLanes) {
-      const int64_t n = std::min<int64_t>(kLanes, end - i);
-      const vf v = load_part(src + i, n);
-      store_part(dst + i, gelu ? dnerv::simd::gelu(v, tab) : dnerv::simd::erf(v, tab), n);
+    if (gelu) {
+      gelu_to(src + begin, dst + begin, end - begin);
+      return;
     }
+    int64_t i = begin;
+    for (; i + kLanes <= end; i += kLanes) store(dst + i, dnerv::simd::erf(load(src + i), tab));
+    if (i < end) store_part(dst + i, dnerv::simd::erf(load_part(src + i, end - i), tab), end - i);
   });
   return out;
 }

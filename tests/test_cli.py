@@ -64,7 +64,11 @@ def test_demo_end_to_end_and_refuses_existing_workdir(tmp_path, capsys):
     assert main(["demo", "--workdir", str(work), "--frames", "9", "--epochs", "1", "-q"]) == 0
     out = capsys.readouterr().out
     assert "4/4 rate-distortion" in out and "x265" in out
-    assert sorted(p.name for p in work.iterdir()) == ["decoded", "demo.dnerv", "demo.mp4", "rd.csv", "rd.png"]
+    assert sorted(p.name for p in work.iterdir()) == ["decoded", "demo.dnerv", "rd.csv", "rd.png",
+                                                      "videos"]
+    assert sorted(p.name for p in (work / "videos").iterdir()) == ["fields.mp4", "pan.mp4",
+                                                                   "squares.mp4"]
+    assert "bpp (target 1)" in out and "of raw" in out
     assert (work / "rd.png").read_bytes().startswith(b"\x89PNG")
     assert main(["demo", "--workdir", str(work)]) == 1
     assert "already exists" in capsys.readouterr().err
@@ -72,5 +76,5 @@ def test_demo_end_to_end_and_refuses_existing_workdir(tmp_path, capsys):
     assert main(["demo", "--workdir", str(work), "--frames", "9", "--epochs", "1", "-q",
                  "--overwrite"]) == 0
     assert (work / "notes.txt").read_text() == "mine"          # --overwrite replaces only its own
-    assert sorted(p.name for p in work.iterdir()) == ["decoded", "demo.dnerv", "demo.mp4",
-                                                      "notes.txt", "rd.csv", "rd.png"]
+    assert sorted(p.name for p in work.iterdir()) == ["decoded", "demo.dnerv", "notes.txt",
+                                                      "rd.csv", "rd.png", "videos"]

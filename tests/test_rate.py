@@ -80,3 +80,24 @@ def test_real_encode_lands_within_15_percent(tmp_path):
     assert abs(result.bpp / target - 1) <= rate.TOLERANCE, result.bpp
     assert result.file_bytes == (tmp_path / "c.dnerv").stat().st_size
     assert result.header["config"]["fc_dim"] == result.rate_plan.network.config.fc_dim
+
+
+def test_unreachable_target_is_refused_before_training(tmp_path, capsys):
+    from dnerv_fast.cli import main
+    out = tmp_path / "c.dnerv"
+    assert main(["encode", str(CARPHONE), "-o", str(out), "--target-bpp", "0.002",
+                 "--max-frames", "16", "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "smallest network" in err[0], err
+    assert not out.exists()
+
+
+def test_truth_lines_compare_with_raw_and_x264():
+    from dnerv_fast.codec.summary import AnchorPoint, Truth
+    t = Truth(4000, 1000, 30.0, (AnchorPoint(30, 31.0, 2000), AnchorPoint(31, 29.0, 1000)))
+    assert abs(t.x264_bytes() - 2000 ** 0.5 * 1000 ** 0.5) < 1e-6
+    lines = t.lines()
+    assert "32.0000 bpp" in lines[0] and "PSNR 30.00 dB" in lines[0]
+    assert "same PSNR" in lines[1] and lines[2].startswith("warning: the file is larger")
+    low = Truth(10, 1000, 12.0, (AnchorPoint(51, 20.0, 5),)).lines()
+    assert "lowest rate (CRF 51)" in low[1] and len(low) == 2

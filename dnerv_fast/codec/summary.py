@@ -62,7 +62,7 @@ class Truth:
         if len(self.anchors) == 1:
             p = self.anchors[0]
             side = "lowest" if p.psnr >= self.psnr else "highest"
-            out.append(f"x264 (medium, yuv444p) at its {side} CRF ({p.crf}) gives {p.psnr:.2f} dB "
+            out.append(f"x264 (medium, yuv444p) at its {side} rate (CRF {p.crf}) gives {p.psnr:.2f} dB "
                        f"in {p.bytes:,} bytes ({8 * p.bytes / self.pixels:.4f} bpp); this file "
                        f"is {self.file_bytes / p.bytes:.2f}x that")
         elif x264 is not None:

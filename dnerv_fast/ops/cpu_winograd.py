@@ -11,7 +11,7 @@ wherever the maps are larger than a few tiles.
   ``torch.compile`` and with the ``cpu`` backend in force (``reference`` stays plain PyTorch);
 * the map is at least :data:`MIN_SIDE` pixels on each side (:func:`prefers_winograd`, a
   rule from ``benches/test_bench_winograd.py``: on 4x5 maps each 4x4 tile is mostly padding
-  and the transformed weights, 2.25x the kernel's size, are read for 20 pixels);
+  and the transformed weights, 4x the kernel's size, are read for 20 pixels per frame);
 * ``DNERV_FAST_WINOGRAD`` is not ``off``;
 
 and ``F.conv3d`` (oneDNN) otherwise. The transformed weights are computed once per weight
