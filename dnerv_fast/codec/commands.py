@@ -45,7 +45,7 @@ def run_encode(args: argparse.Namespace) -> int:
                     keep_checkpoint=args.keep_checkpoint, overwrite=args.overwrite,
                     progress=not args.quiet, device=args.device, masks=_masks(args),
                     target_bpp=args.target_bpp, qat=args.qat,
-                    precision=args.precision, compile=args.compile)
+                    precision=args.precision, compile=args.compile, measure=True)
     if not is_main_process():
         return 0
     s = result.section_bytes

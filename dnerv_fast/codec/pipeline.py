@@ -138,7 +138,7 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
            resume: bool = False, checkpoint_every: int = 0, keep_checkpoint: bool = False,
            overwrite: bool = False, progress: bool = True, device: str = "auto",
            masks: MaskSource | None = None, target_bpp: float | None = None,
-           qat: float = 0.2, measure: bool = True, precision: str = "fp32",
+           qat: float = 0.2, measure: bool = False, precision: str = "fp32",
            compile: bool = False) -> Encoded:
     """Train one D-NeRV on ``videos`` and write everything needed to decode them to ``out_path``.
 
@@ -172,7 +172,8 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
     ``qat`` is the share of ``epochs`` spent last in quantisation-aware training at
     ``bits`` (:mod:`.qat`; 0 turns it off; the QAT epochs are not checkpointed).
     ``measure`` decodes the written model on the real frames for ``psnr`` (after
-    quantisation) and the raw RGB size (:mod:`.summary`).
+    quantisation) and the raw RGB size, and finds x264's size at that PSNR
+    (:mod:`.summary`; the command line always measures, the API on request).
     Returns the quantised model (on the CPU) exactly as the decoder will rebuild it.
     """
     out = check_file_output(out_path, overwrite)
