@@ -50,6 +50,15 @@ def _pytest(args: list[str], timeout: int, env: dict[str, str] | None = None) ->
     return {"summary": tail[-1] if tail else "", "seconds": round(time.time() - t0, 1)}
 
 
+def _bench_at(out_dir: Path, bench: str, dtype: str, timeout: int,
+              env: dict[str, str] | None = None) -> tuple[dict[str, Any], Path]:
+    """Run one benchmark file with DNERV_BENCH_DTYPE=dtype; (pytest summary, its JSON file)."""
+    path = out_dir / f"{Path(bench).stem.removeprefix('test_')}_{dtype}.json"
+    run = _pytest([bench, "--benchmark-enable", f"--benchmark-json={path}"], timeout=timeout,
+                  env={"DNERV_BENCH_DTYPE": dtype, **(env or {})})
+    return run, path
+
+
 def _medians_ms(bench_json: Path) -> dict[str, dict[str, float]]:
     """group -> {test name: median ms} from a pytest-benchmark JSON file."""
     groups: dict[str, dict[str, float]] = {}
@@ -152,9 +161,7 @@ def step_model_benchmarks(out_dir: Path) -> dict[str, Any]:
         raise Skipped("needs CUDA")
     result = {}
     for dtype in ("fp32", "bf16"):
-        path = out_dir / f"bench_model_{dtype}.json"
-        run = _pytest(["benches/test_bench_model.py", "--benchmark-enable", f"--benchmark-json={path}"],
-                      timeout=900, env={"DNERV_BENCH_DTYPE": dtype})
+        run, path = _bench_at(out_dir, "benches/test_bench_model.py", dtype, timeout=900)
         medians = next(iter(_medians_ms(path).values()))
         result[dtype] = {**run, "ms": {name.replace("test_", ""): ms for name, ms in medians.items()}}
     eager32 = result["fp32"]["ms"]["eager_reference"]
@@ -172,10 +179,8 @@ def step_train_benchmarks(out_dir: Path) -> dict[str, Any]:
         raise Skipped("needs CUDA")
     result = {}
     for dtype in ("fp32", "bf16"):
-        path = out_dir / f"bench_train_{dtype}.json"
-        run = _pytest(["benches/test_bench_train.py", "--benchmark-enable", f"--benchmark-json={path}"],
-                      timeout=1800, env={"DNERV_BENCH_DTYPE": dtype,
-                                         "DNERV_BENCH_TRAIN_SIZES": "tiny,uvg-XS,uvg-M"})
+        run, path = _bench_at(out_dir, "benches/test_bench_train.py", dtype, timeout=1800,
+                              env={"DNERV_BENCH_TRAIN_SIZES": "tiny,uvg-XS,uvg-M"})
         rows = {b["name"].replace("test_", ""): b["extra_info"]
                 for b in json.loads(path.read_text())["benchmarks"]}
         hours = next(info["uvg_1600_epoch_hours"] for name, info in rows.items()
