@@ -32,13 +32,24 @@ class Capabilities:
     one_dtype_args: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     cpu_when: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_dtype_set", frozenset(self.dtypes))
+
     def runs_on(self, device_type: str) -> bool:
         if device_type == "cpu" and self.cpu_when is not None:
             return os.environ.get(self.cpu_when) == "1"
         return device_type in self.devices
 
     def not_supported_reasons(self, op: str, args: Sequence) -> list[str]:
-        """Why this call cannot run on the backend: empty when it can."""
+        """Why this call cannot run on the backend: empty when it can.
+
+        Every op call asks, so the common case (one supported dtype, a device it runs on)
+        returns after one pass over the arguments.
+        """
+        seen = {a.dtype for a in args if isinstance(a, torch.Tensor)}
+        if seen <= self._dtype_set and (len(seen) == 1 or not self.one_dtype) and \
+                (args[0].device.type in self.devices or self.runs_on(args[0].device.type)):
+            return []
         tensors = [(i, a) for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
         reasons = []
         device = tensors[0][1].device.type
