@@ -150,3 +150,13 @@ def test_garbage_and_damaged_bytes_end_in_a_clear_error(name):
         except KeyframeCodecError:
             refused += 1
     assert refused >= 4
+
+
+def test_a_frame_too_small_for_a_video_codec_is_a_clear_error():
+    from dnerv_fast.errors import KeyframeCodecError
+    from dnerv_fast.media.keyframes import encode_keyframe
+    tiny = np.zeros((1, 1, 3), np.uint8)
+    for codec in ("hevc", "av1"):
+        with pytest.raises(KeyframeCodecError, match="cannot code a 1x1 keyframe"):
+            encode_keyframe(tiny, codec)
+    encode_keyframe(tiny, "png")                  # the image codecs take any size

@@ -172,7 +172,12 @@ def encode_keyframe(frame: np.ndarray, name: str, quality: int | None = None
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise KeyframeCodecError(f"keyframes must be uint8 [H, W, 3], got {frame.dtype} {frame.shape}")
     codec, q = get_codec(name, quality)
-    data = codec.encode(np.ascontiguousarray(frame), q)
+    try:
+        data = codec.encode(np.ascontiguousarray(frame), q)
+    except (av.FFmpegError, OSError, ValueError) as e:   # x265 and SVT-AV1 refuse tiny frames
+        h, w = frame.shape[:2]
+        raise KeyframeCodecError(f"{codec.name} cannot code a {w}x{h} keyframe: {e}; use another "
+                                 f"--keyframe-codec (webp, png) for frames this small") from e
     return data, decode_keyframe(data, codec.name, frame.shape[:2])
 
 
