@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from . import __version__
-
-# Spelled out here so that --help never imports torch (see train.distributed).
-DEVICE_CHOICES = ["auto", "cpu", "cuda"]
+from .devices import DEVICES
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
@@ -32,7 +30,7 @@ def _progress_options(p: argparse.ArgumentParser) -> None:
 
 
 def _device_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
+    p.add_argument("--device", default="auto", choices=DEVICES,
                    help="where the network runs (auto: a GPU when there is one; under torchrun, "
                         "each process's GPU cuda:LOCAL_RANK)")
 
