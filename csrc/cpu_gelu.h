@@ -1,13 +1,16 @@
 // Vectorised erf and exact (erf) GELU for float on the CPU, no division and no exp.
 //
-// |x| in [0, 4) is cut into kLanes equal intervals (16 with AVX-512, 8 with AVX2); on each,
-// erf(x) / x is a degree-6 polynomial in the interval's local coordinate t in [-1, 1], so
-// erf(x) = |x| P_i(t) keeps full relative accuracy down to x = 0. The polynomials interpolate
-// std::erf (double) at Chebyshev nodes, built once at start-up; the coefficient of t^j of all
-// intervals fills one vector, picked per lane by a permute (a register table lookup).
-// Interpolation error: below 1e-8 relative (8 intervals), 1e-10 (16); what remains is float
-// rounding (tests/test_fused_heads.py states the measured ulp error). Beyond |x| = 4,
-// erf rounds to +-1 in float.
+// |x| in [0, 4) is cut into kLanes equal intervals (16 with AVX-512, 8 with AVX2). On each
+// interval below |x| = 1, erf(x) / x is a degree-6 polynomial P_i in the interval's local
+// coordinate t in [-1, 1], so erf(x) = |x| P_i(t) keeps full relative accuracy down to x = 0;
+// from |x| = 1 on, the polynomial is erfc(x) and erf(x) = 1 - P_i(t), so the rounding of the
+// polynomial lands on a value below 0.16 and costs a fraction of erf's ulp (with erf(x) / x
+// there, the 8-interval AVX2 build rounded to 2.3 ulp near |x| = 3.7). The polynomials
+// interpolate std::erf / std::erfc (double) at Chebyshev nodes, built once at start-up; the
+// coefficient of t^j of all intervals fills one vector, picked per lane by a permute (a
+// register table lookup). Interpolation error: below 1e-8 relative (8 intervals), 1e-10 (16);
+// what remains is float rounding (tests/test_fused_heads.py states the measured ulp error,
+// for both builds). Beyond |x| = 4, erf rounds to +-1 in float.
 #pragma once
 
 #include <cmath>
@@ -19,6 +22,7 @@ namespace dnerv::simd {
 
 constexpr int kErfDegree = 6;
 constexpr float kErfRange = 4.0f;
+constexpr float kErfcFrom = 1.0f;  // intervals from here on hold erfc (an interval edge)
 
 struct ErfTable {
   vf c[kErfDegree + 1];  // c[j][i]: coefficient of t^j on interval i
@@ -36,7 +40,7 @@ struct ErfTable {
         const double x = (i + 0.5 + 0.5 * t) * width;
         double p = 1;
         for (int j = 0; j < n; ++j, p *= t) a[k][j] = p;
-        a[k][n] = std::erf(x) / x;
+        a[k][n] = i * width >= kErfcFrom ? std::erfc(x) : std::erf(x) / x;
       }
       for (int col = 0; col < n; ++col) {
         int piv = col;
@@ -84,7 +88,7 @@ inline vf erf(vf x, const ErfTable& tab) {
   const vf t = cl * (2 * scale) - (__builtin_convertvector(idx, vf) * 2.0f + 1.0f);  // exact
   vf p = lookup(tab.c[kErfDegree], idx);
   for (int j = kErfDegree - 1; j >= 0; --j) p = fma(p, t, lookup(tab.c[j], idx));
-  vf y = cl * p;
+  vf y = cl >= splat(kErfcFrom) ? one - p : cl * p;
   y = y > one ? one : y;
   return x < zero ? -y : y;
 }

@@ -608,6 +608,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("saf_forward", &saf_forward);
   m.def("upsample_tail_forward", &upsample_tail_forward);
   m.def("upsample_tail_backward", &upsample_tail_backward);
+  // Floats per SIMD vector this build uses (16: AVX-512, 8: AVX2), for tests and reports.
+  m.attr("simd_lanes") = dnerv::simd::kLanes;
   dnerv_cpu::bind_winograd(m);
   dnerv_cpu::bind_heads(m);
 }

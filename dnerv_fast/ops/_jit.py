@@ -20,6 +20,9 @@ from types import ModuleType
 from typing import Mapping, Sequence
 
 BUILD_DIR_ENV = "DNERV_FAST_BUILD_DIR"
+# The -march of the CPU kernels: "native" unless set, e.g. to x86-64-v3 (AVX2 and FMA, no
+# AVX-512) to build and test the AVX2 code paths on a machine that has AVX-512.
+CPU_MARCH_ENV = "DNERV_FAST_CPU_MARCH"
 HEADER_SUFFIXES = (".h", ".cuh")  # any source may include any of them
 
 
@@ -118,11 +121,23 @@ def cpu_extension() -> ModuleType:
     -fno-trapping-math and -fno-math-errno (as torch itself is built) let the GELU loops
     vectorise; they do not change results.
 
-    -march=native is safe because this JIT build runs on the machine that uses it.
+    -march=native is safe because this JIT build runs on the machine that uses it;
+    ``$DNERV_FAST_CPU_MARCH`` names another target (the build key covers it).
     """
+    march = cpu_march()
     return _build("dnerv_fast_cpu", ["cpu_ops.cpp", "cpu_winograd.cpp", "cpu_heads.cpp"],
-                  extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"],
-                  extra_ldflags=["-fopenmp"], what="cpu")
+                  extra_cflags=["-O3", f"-march={march}", "-fopenmp", "-fno-trapping-math",
+                                "-fno-math-errno"],
+                  extra_ldflags=["-fopenmp"], what=f"cpu ({march})" if march != "native" else "cpu")
+
+
+def cpu_march() -> str:
+    """The -march for the CPU kernels; a value that is not a plain target name is refused
+    before it reaches the compiler's command line."""
+    march = os.environ.get(CPU_MARCH_ENV, "native")
+    if not march or not all(c.isalnum() or c in "-_." for c in march):
+        raise ValueError(f"{CPU_MARCH_ENV}={march!r} is not a -march target name")
+    return march
 
 
 CUDA_SOURCES = ["cuda_binding.cpp", "cuda_warp.cu", "cuda_saf.cu", "cuda_tail.cu"]
