@@ -57,6 +57,15 @@ def test_quality_trades_bytes_for_fidelity(frame, name, low, high):
     assert psnr8(worse, frame) < psnr8(better, frame)
 
 
+@pytest.mark.parametrize("name", ["hevc", "av1"])
+def test_video_codecs_store_no_encoder_banner(frame, name):
+    """x265 writes its version and settings (2.3 kB of text) into every stream unless told
+    not to; a keyframe must hold picture data only."""
+    data, _ = encode_keyframe(frame, name, 40 if name == "hevc" else 55)
+    assert b"x265" not in data and b"SVT" not in data
+    assert len(data) < 1500
+
+
 def test_bad_settings_and_data(frame):
     with pytest.raises(KeyframeCodecError, match="unknown keyframe codec"):
         get_codec("gif")

@@ -8,7 +8,7 @@ Quality settings (codec-specific, as users of each codec know them):
 
 - ``webp``, ``jpeg``: Pillow quality 1..100, higher is better (4:2:0 chroma).
 - ``png``: lossless; quality is ignored (use it to study the network alone).
-- ``hevc``: libx265 CRF 0..51, lower is better (one intra frame, yuv420p).
+- ``hevc``: libx265 CRF 0..51, lower is better (one intra frame, yuv420p, tuned for PSNR).
 - ``av1``: libsvtav1 CRF 1..63, lower is better (one intra frame, yuv420p, decoded by dav1d).
 
 The video codecs need even sizes for 4:2:0: odd frames are padded by repeating the last
@@ -143,8 +143,9 @@ CODECS: dict[str, KeyframeCodec] = {
                          _pil_decode("png", "PNG")),
     "hevc": KeyframeCodec(
         "hevc", (0, 51), 28,
-        _av_encode("libx265", lambda q: {"crf": str(q), "preset": "medium",
-                                         "x265-params": "log-level=error"}),
+        # info=0: no x265 version/settings SEI, 2.3 kB of text in every keyframe otherwise.
+        _av_encode("libx265", lambda q: {"crf": str(q), "preset": "medium", "tune": "psnr",
+                                         "x265-params": "log-level=error:info=0"}),
         _av_decode("hevc", "hevc")),
     "av1": KeyframeCodec(
         "av1", (1, 63), 35,
