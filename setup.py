@@ -1,13 +1,10 @@
 """Build script for dnerv_fast.
 
 The C++/CUDA kernels are compiled on first use with ninja (torch.utils.cpp_extension.load),
-so installing never imports torch and never pulls a CUDA build of it. The top-level
-``kernels/`` (Triton) and ``csrc/`` (C++/CUDA sources) folders install inside the package.
+so installing never imports torch and never pulls a CUDA build of it; their sources ship as
+package data of ``dnerv_fast.csrc``.
 """
 from setuptools import find_packages, setup
-
-packages = find_packages(include=["dnerv_fast", "dnerv_fast.*"]) + [
-    "dnerv_fast.kernels", "dnerv_fast.csrc"]
 
 setup(
     name="dnerv_fast",
@@ -16,8 +13,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=packages,
-    package_dir={"dnerv_fast.kernels": "kernels", "dnerv_fast.csrc": "csrc"},
+    packages=find_packages(include=["dnerv_fast", "dnerv_fast.*"]),
     package_data={"dnerv_fast.csrc": ["*.h", "*.cpp", "*.cu", "*.cuh"]},
     install_requires=[
         "torch>=2.1",  # install the CPU or CUDA build you want first (see the README)

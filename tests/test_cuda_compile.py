@@ -1,4 +1,4 @@
-"""Every csrc/*.cu file compiles with plain nvcc (no torch headers) for sm_80 and sm_90, and
+"""Every dnerv_fast/csrc/*.cu file compiles with plain nvcc (no torch headers) for sm_80 and sm_90, and
 no float / half / bfloat16 kernel spills registers (ptxas -v).
 
 Needs nvcc only, no GPU; skipped where nvcc is absent. float64 kernels (the gradcheck type,

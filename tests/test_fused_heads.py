@@ -1,4 +1,4 @@
-"""Fused CPU heads (csrc/heads.h) and the vectorised erf / GELU (csrc/cpu_gelu.h).
+"""Fused CPU heads (dnerv_fast/csrc/heads.h) and the vectorised erf / GELU (cpu_gelu.h).
 
 Heads: against the plain PyTorch head in float64 (reference_head), fp32 tolerance
 atol = rtol = 1e-5 (measured: below 1.1e-6 absolute on unit-scale data up to C = 426, like

@@ -1,4 +1,4 @@
-"""Winograd 3x3 convolution (csrc/winograd.h) against torch's conv, and its use in the model.
+"""Winograd 3x3 convolution (dnerv_fast/csrc/winograd.h) against torch's conv, and its use in the model.
 
 Tolerance: the error of a Winograd conv grows with the magnitudes it sums, so it is bounded
 relative to the conv of |x| by |w| (the largest value any output could reach with those

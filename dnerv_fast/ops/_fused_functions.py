@@ -1,6 +1,6 @@
 """Forward / backward kernels of the fused ops over a compiled kernel extension (CPU or CUDA).
 
-Both extensions expose the same functions (see csrc/cpu_ops.cpp and csrc/cuda_binding.cpp):
+Both extensions expose the same functions (see dnerv_fast/csrc: cpu_ops.cpp, cuda_binding.cpp):
 ``flow_warp_forward/backward``, ``saf_forward`` and ``upsample_tail_forward/backward``; the
 extension module is the first argument here. Autograd is added by :mod:`._library`.
 """

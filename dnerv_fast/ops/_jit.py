@@ -116,7 +116,7 @@ def _build(name: str, sources: list[str], *, extra_cflags: list[str],
 
 @functools.lru_cache(maxsize=None)
 def cpu_extension() -> ModuleType:
-    """The CPU kernels (``csrc/cpu_ops.cpp``), built with -O3, OpenMP and -march=native.
+    """The CPU kernels (``dnerv_fast/csrc/cpu_ops.cpp``), built with -O3, OpenMP and -march=native.
 
     -fno-trapping-math and -fno-math-errno (as torch itself is built) let the GELU loops
     vectorise; they do not change results.
@@ -145,6 +145,6 @@ CUDA_SOURCES = ["cuda_binding.cpp", "cuda_warp.cu", "cuda_saf.cu", "cuda_tail.cu
 
 @functools.lru_cache(maxsize=None)
 def cuda_extension() -> ModuleType:
-    """The CUDA kernels (``csrc/*.cu`` + ``csrc/cuda_binding.cpp``)."""
+    """The CUDA kernels (``dnerv_fast/csrc``: ``*.cu`` + ``cuda_binding.cpp``)."""
     return _build("dnerv_fast_cuda", CUDA_SOURCES, extra_cflags=["-O3"],
                   extra_cuda_cflags=["-O3"], what="cuda")

@@ -1,4 +1,4 @@
-"""CPU backend: the fused C++ kernels of ``csrc/cpu_ops.cpp`` (built on first use).
+"""CPU backend: the fused C++ kernels of ``dnerv_fast/csrc/cpu_ops.cpp`` (built on first use).
 
 Deterministic, forward and backward: every scatter / reduction is owned by one thread and
 summed in a fixed order. float16 / bfloat16 compute in float32 (saf_modulate through float32

@@ -1,4 +1,4 @@
-"""Fused flow / RGB heads on CPU for decoding (csrc/heads.h): 1x1 conv, GELU, 3x3 conv in one pass.
+"""Fused flow / RGB heads on CPU for decoding (dnerv_fast/csrc/heads.h): 1x1 conv, GELU, 3x3 conv in one pass.
 
 The eager head writes its C//4-channel hidden map at full resolution and reads it back for
 the 3x3 conv; the fused kernel keeps three hidden rows per thread instead, and reads the RGB

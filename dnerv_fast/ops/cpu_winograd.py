@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3) block convolutions on CPU, for decoding (csrc/winograd.h).
+"""Winograd F(4x4, 3x3) block convolutions on CPU, for decoding (dnerv_fast/csrc/winograd.h).
 
 The decoder's block convolutions (3x3, stride 1, pad 1, per frame) are most of a CPU decode,
 and oneDNN already runs them at the machine's GEMM rate. Winograd F(4x4, 3x3) needs 4x

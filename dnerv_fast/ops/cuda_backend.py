@@ -1,5 +1,5 @@
-"""CUDA backend: the kernels of ``csrc/cuda_*.cu`` (plain nvcc, no torch headers) bound by
-``csrc/cuda_binding.cpp``, built on first use.
+"""CUDA backend: the kernels of ``dnerv_fast/csrc/cuda_*.cu`` (plain nvcc, no torch headers) bound by
+``dnerv_fast/csrc/cuda_binding.cpp``, built on first use.
 
 What runs where:
 

@@ -1,1 +1,0 @@
-"""C++/CUDA sources of the fused ops, compiled on first use (installed as dnerv_fast.csrc)."""

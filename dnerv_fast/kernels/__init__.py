@@ -1,0 +1,1 @@
+"""Triton kernels of the fused D-NeRV ops; dnerv_fast.ops.triton_backend wraps them in autograd."""
