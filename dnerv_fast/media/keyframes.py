@@ -12,7 +12,10 @@ Quality settings (codec-specific, as users of each codec know them):
 - ``av1``: libsvtav1 CRF 1..63, lower is better (one intra frame, yuv420p, decoded by dav1d).
 
 The video codecs need even sizes for 4:2:0: odd frames are padded by repeating the last
-row/column and cropped back after decoding.
+row/column and cropped back after decoding. SVT-AV1 also gets frames of at least 64 pixels a
+side, padded the same way: libsvtav1 (the one in PyAV's wheels) never returns from flushing a
+picture with a side below 32 or so and the other side longer (16x96, 24x128, 128x24 hang;
+16x64 does not), a hang that no error reports.
 
 Keyframe bytes come from files other people made, so decoding trusts nothing in them: a
 keyframe must be the size the caller expects (or that size padded to even), checked before
@@ -65,14 +68,15 @@ def _pil_encode(fmt: str, **extra) -> Callable[[np.ndarray, int], bytes]:
     return encode
 
 
-def _padded_size(size: tuple[int, int]) -> tuple[int, int]:
+def _padded_size(size: tuple[int, int], min_side: int = 1) -> tuple[int, int]:
     h, w = size
-    return h + h % 2, w + w % 2
+    return max(h + h % 2, min_side), max(w + w % 2, min_side)
 
 
-def _check_size(name: str, got: tuple[int, int], size: tuple[int, int]) -> None:
+def _check_size(name: str, got: tuple[int, int], size: tuple[int, int],
+                min_side: int = 1) -> None:
     """Refuse a keyframe of (height, width) ``got`` unless it is ``size``, padded or not."""
-    (h, w), (ph, pw) = size, _padded_size(size)
+    (h, w), (ph, pw) = size, _padded_size(size, min_side)
     if not (h <= got[0] <= ph and w <= got[1] <= pw):
         raise KeyframeCodecError(
             f"{name} keyframe is {got[1]}x{got[0]}, expected {w}x{h}")
@@ -91,15 +95,17 @@ def _pil_decode(name: str, fmt: str) -> Callable[[bytes, tuple[int, int]], np.nd
     return decode
 
 
-def _pad_even(frame: np.ndarray) -> np.ndarray:
+def _pad(frame: np.ndarray, min_side: int) -> np.ndarray:
+    """``frame`` padded to :func:`_padded_size` by repeating its last row and column."""
     h, w, _ = frame.shape
-    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    ph, pw = _padded_size((h, w), min_side)
+    return np.pad(frame, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
 
 
-def _av_encode(encoder: str, options: Callable[[int], dict[str, str]]
+def _av_encode(encoder: str, options: Callable[[int], dict[str, str]], min_side: int = 1
                ) -> Callable[[np.ndarray, int], bytes]:
     def encode(frame: np.ndarray, quality: int) -> bytes:
-        padded = _pad_even(frame)
+        padded = _pad(frame, min_side)
         ctx = av.CodecContext.create(encoder, "w")
         ctx.height, ctx.width = padded.shape[:2]
         ctx.pix_fmt = "yuv420p"
@@ -111,28 +117,31 @@ def _av_encode(encoder: str, options: Callable[[int], dict[str, str]]
     return encode
 
 
-def _pixel_limit(size: tuple[int, int]) -> int:
+def _pixel_limit(size: tuple[int, int], min_side: int) -> int:
     """A video decoder's ``max_pixels`` for ``size``: FFmpeg refuses larger pictures before
     allocating them, but counts its buffers' width aligned for SIMD (up to 64), so the limit
     allows that; the exact size is checked after decoding."""
-    ph, pw = _padded_size(size)
+    ph, pw = _padded_size(size, min_side)
     return (pw + 63) // 64 * 64 * ph
 
 
-def _av_decode(name: str, decoder: str) -> Callable[[bytes, tuple[int, int]], np.ndarray]:
+def _av_decode(name: str, decoder: str, min_side: int = 1
+               ) -> Callable[[bytes, tuple[int, int]], np.ndarray]:
     def decode(data: bytes, size: tuple[int, int]) -> np.ndarray:
         ctx = av.CodecContext.create(decoder, "r")
-        ctx.options = {"max_pixels": str(_pixel_limit(size))}
+        ctx.options = {"max_pixels": str(_pixel_limit(size, min_side))}
         # One picture gains little from threads, and libdav1d's threads can hang when the
         # context is closed after broken data.
         ctx.thread_count = 1
         frames = list(ctx.decode(av.Packet(data))) + list(ctx.decode(None))
         if len(frames) != 1:
             raise KeyframeCodecError(f"{name} keyframe decoded to {len(frames)} frames, not 1")
-        _check_size(name, (frames[0].height, frames[0].width), size)
+        _check_size(name, (frames[0].height, frames[0].width), size, min_side)
         return frames[0].to_ndarray(format="rgb24")
     return decode
 
+
+AV1_MIN_SIDE = 64  # see the module docstring
 
 CODECS: dict[str, KeyframeCodec] = {
     "webp": KeyframeCodec("webp", (1, 100), 85, _pil_encode("WEBP", method=6),
@@ -149,8 +158,8 @@ CODECS: dict[str, KeyframeCodec] = {
         _av_decode("hevc", "hevc")),
     "av1": KeyframeCodec(
         "av1", (1, 63), 35,
-        _av_encode("libsvtav1", lambda q: {"crf": str(q), "preset": "6"}),
-        _av_decode("av1", "libdav1d")),
+        _av_encode("libsvtav1", lambda q: {"crf": str(q), "preset": "6"}, AV1_MIN_SIDE),
+        _av_decode("av1", "libdav1d", AV1_MIN_SIDE)),
 }
 
 
@@ -167,9 +176,9 @@ def get_codec(name: str, quality: int | None = None) -> tuple[KeyframeCodec, int
     return codec, q
 
 
-def encode_keyframe(frame: np.ndarray, name: str, quality: int | None = None
-                    ) -> tuple[bytes, np.ndarray]:
-    """Code one uint8 RGB frame [H, W, 3]; return (stored bytes, decoded frame)."""
+def code_keyframe(frame: np.ndarray, name: str, quality: int | None = None) -> bytes:
+    """The stored bytes of one uint8 RGB frame [H, W, 3] (not decoded back: an encoder
+    decodes only the keyframes it keeps, once)."""
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise KeyframeCodecError(f"keyframes must be uint8 [H, W, 3], got {frame.dtype} {frame.shape}")
     codec, q = get_codec(name, quality)
@@ -179,7 +188,14 @@ def encode_keyframe(frame: np.ndarray, name: str, quality: int | None = None
         h, w = frame.shape[:2]
         raise KeyframeCodecError(f"{codec.name} cannot code a {w}x{h} keyframe: {e}; use another "
                                  f"--keyframe-codec (webp, png) for frames this small") from e
-    return data, decode_keyframe(data, codec.name, frame.shape[:2])
+    return data
+
+
+def encode_keyframe(frame: np.ndarray, name: str, quality: int | None = None
+                    ) -> tuple[bytes, np.ndarray]:
+    """Code one uint8 RGB frame [H, W, 3]; return (stored bytes, decoded frame)."""
+    data = code_keyframe(frame, name, quality)
+    return data, decode_keyframe(data, name, frame.shape[:2])
 
 
 def decode_keyframe(data: bytes, name: str, size: tuple[int, int]) -> np.ndarray:
