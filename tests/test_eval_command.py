@@ -33,3 +33,23 @@ def test_eval_command_writes_json_and_names_the_variant(tmp_path, capsys):
                  "--json", str(out), "-q"]) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "x264.json").stat().st_mtime_ns == stamp
+
+
+def test_yuv420p_anchors_are_their_own_curve(tmp_path, capsys):
+    video = moving_pattern(9, 64, 64, name="clip")
+    src = write_video(video.frames, tmp_path / "clip.mp4")
+    path = tmp_path / "clip.dnerv"
+    encode([src], path, epochs=1, batch_size=3, progress=False)
+    out = tmp_path / "rd"
+    assert main(["eval", str(path), str(src), "--anchors", "x265", "--crf", "40",
+                 "--pix-fmt", "yuv444p", "yuv420p", "--json", str(out), "-q"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["dnerv.json", "x265.json", "x265420.json"]
+    described = json.loads((out / "x265420.json").read_text())["description"]
+    assert "yuv420p" in described
+
+
+def test_the_cli_spells_the_anchor_pixel_formats_of_the_codec():
+    from dnerv_fast.codec.anchors import PIX_FMTS
+    from dnerv_fast.codec.commands import ANCHOR_PIX_FMTS
+
+    assert tuple(ANCHOR_PIX_FMTS) == PIX_FMTS

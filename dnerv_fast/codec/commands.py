@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 # Spelled out here so that --help never imports torch (see precision.parse_dtype).
 DTYPE_CHOICES = ["fp32", "bf16", "fp16"]
+# codec.anchors.PIX_FMTS (tests/test_eval_command.py checks), without importing PyAV for --help.
+ANCHOR_PIX_FMTS = ["yuv444p", "yuv420p"]
 DEFAULT_BOX_SIZE = 32
 
 
@@ -79,7 +81,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         check_json_outputs(args.json, [DNERV, *(args.anchors if args.crf else [])], args.overwrite)
     rows = evaluate(args.input, args.videos, crfs=args.crf, anchors=args.anchors,
-                    preset=args.preset, progress=not args.quiet, masks=_masks(args))
+                    preset=args.preset, progress=not args.quiet, masks=_masks(args),
+                    pix_fmts=args.pix_fmt)
     print(format_table(rows))
     if args.csv:
         write_csv(rows, args.csv, args.overwrite)
@@ -163,7 +166,7 @@ def decode_arguments(p: argparse.ArgumentParser) -> None:
 
 def eval_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("PSNR, MS-SSIM and bpp per video and overall, for the .dnerv file and for "
-                     "x264/x265 (yuv444p) at the given CRFs.")
+                     "x264/x265 at the given CRFs (yuv444p; yuv420p too with --pix-fmt).")
     p.add_argument("input", help="a .dnerv file")
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="the source videos, in encode order")
     p.add_argument("--crf", type=int, nargs="+", default=[23, 28, 33, 38],
@@ -171,6 +174,9 @@ def eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--anchors", nargs="*", default=["x264", "x265"], choices=["x264", "x265"],
                    help="classical codecs to compare with")
     p.add_argument("--preset", default="medium", help="x264/x265 preset")
+    p.add_argument("--pix-fmt", nargs="+", default=["yuv444p"], choices=ANCHOR_PIX_FMTS,
+                   help="anchor pixel formats; yuv420p points are named x264-420, x265-420 "
+                        "(RGB -> yuv420p -> RGB alone stops near 45 dB)")
     p.add_argument("--csv", help="write the table as CSV")
     p.add_argument("--plot", help="write a rate-distortion plot (PNG)")
     p.add_argument("--json", metavar="DIR",
@@ -184,12 +190,16 @@ def eval_arguments(p: argparse.ArgumentParser) -> None:
 
 def info_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("With FILE: its format version, configuration, videos (size, frames, fps), "
-                     "bytes per section and bits per pixel, read without decoding anything. "
-                     "Without: every named model configuration and its parameter count.")
+                     "bytes per section, bits per pixel and the weights' bits per parameter, "
+                     "read without decoding a frame. Without: every named model configuration "
+                     "and its parameter count.")
     p.add_argument("file", nargs="?", help="a .dnerv file")
+    p.add_argument("--tensors", action="store_true",
+                   help="with FILE: also every weight tensor's storage mode, bytes and bits "
+                        "per parameter (decodes the weights)")
 
 
 def run_info(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.inspect import configurations_table, describe_file
-    print(describe_file(args.file) if args.file else configurations_table())
+    print(describe_file(args.file, args.tensors) if args.file else configurations_table())
     return 0

@@ -112,8 +112,10 @@ def _dnerv_setting(h: dict) -> str:
 def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
              crfs: Sequence[int] = (23, 28, 33, 38), anchors: Sequence[str] = ("x264", "x265"),
              preset: str = "medium", progress: bool = True,
-             masks: MaskSource | None = None) -> list[Row]:
-    """D-NeRV rows for each video and overall, then the same for each anchor and CRF.
+             masks: MaskSource | None = None,
+             pix_fmts: Sequence[str] = ("yuv444p",)) -> list[Row]:
+    """D-NeRV rows for each video and overall, then the same for each anchor, CRF and
+    anchor pixel format (``pix_fmts``: yuv444p, yuv420p).
 
     With ``masks``, or when the file stores the box masks it was trained with, ``holes`` and
     ``visible`` rows follow the D-NeRV rows (see the module docstring).
@@ -157,15 +159,17 @@ def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
     rows.append(_overall(per_frame, 8 * encoded.file_bytes, total, DNERV, setting, all_variant))
     if holes is not None:
         rows += _region_rows(regions, bits, pixels, 8 * encoded.file_bytes, setting)
-    jobs = [(a, c) for a in anchors for c in crfs]
-    for anchor, crf in tqdm(jobs, desc="anchors", disable=not progress):
+    jobs = [(a, c, p) for a in anchors for p in pix_fmts for c in crfs]
+    for anchor, crf, pix_fmt in tqdm(jobs, desc="anchors", disable=not progress):
         per_frame, total_bytes = {}, 0
+        anchor_setting = f"crf {crf} {preset} {pix_fmt}"
+        method = anchor if pix_fmt == "yuv444p" else f"{anchor}-420"   # one curve each
         for v, f in zip(encoded.videos, frames):
-            result = encode_anchor(f, anchor, crf, v.fps, preset)
+            result = encode_anchor(f, anchor, crf, v.fps, preset, pix_fmt)
             per_frame[v.name] = frame_metrics(result.frames, f)
             total_bytes += result.bytes
-            rows.append(_row(anchor, f"crf {crf} {preset} yuv444p", v.name, 8 * result.bytes,
+            rows.append(_row(method, anchor_setting, v.name, 8 * result.bytes,
                              f[..., 0].size, *per_frame[v.name], variants[v.name]))
-        rows.append(_overall(per_frame, 8 * total_bytes, total, anchor,
-                             f"crf {crf} {preset} yuv444p", all_variant))
+        rows.append(_overall(per_frame, 8 * total_bytes, total, method, anchor_setting,
+                             all_variant))
     return rows
