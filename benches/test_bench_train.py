@@ -87,8 +87,8 @@ def test_compute_only(benchmark, workload):
     data = ResidentClips([video], model.config, DEVICE)
     batches = list(data.epoch(list(range(len(data))), BATCH))
     optimizer = make_optimizer(model.parameters(), 1e-4, PRECISION, DEVICE)
-    mixed = Mixed(PRECISION, model)
-    net = ClipDecoder(mixed.work)
+    mixed = Mixed(PRECISION, DEVICE)
+    net = ClipDecoder(model)
 
     def run():
         _sync()

@@ -8,6 +8,7 @@ from torch.profiler import record_function
 
 from .. import ops
 from ..configs import ModelConfig, get_config
+from . import autocast
 from .layers import ContentEncoder, DNeRVBlock, Head, Stem
 
 KeyPair = tuple[torch.Tensor, torch.Tensor]
@@ -92,7 +93,7 @@ class DNeRV(nn.Module):
         for i, (start, end) in enumerate(key_pairs):
             with record_function("dnerv_fast::flow_head"):
                 flow = self.flow_pred_list[i](x)
-            fused = ops.flow_warp(start, end, flow, t)
+            fused = autocast.fused(ops.flow_warp, start, end, flow, t)
             if i < len(self.decoder_list):
                 x = self.decoder_list[i](x, fused)
             else:

@@ -9,6 +9,7 @@ from torch.profiler import record_function
 from .. import ops
 from ..ops.cpu_heads import head as fused_head
 from ..ops.cpu_winograd import block_conv3x3
+from .autocast import fused
 
 
 # A 3x3 conv with at most this many output channels runs as conv2d over frames: oneDNN
@@ -48,13 +49,20 @@ class FrameConv(nn.Conv3d):
         The output is frame-major in memory ([B, T, C_out, H, W], returned as a
         [B, C_out, T, H, W] view), so a per-frame conv after it needs no copy: the heads'
         skinny 3x3 (UVG-M RGB head 1x1 at 256x320: 13.8 -> 7.1 ms with the copy it saves).
+        Under autocast the GEMMs run in its type, weights and parts cast first
+        (:func:`~dnerv_fast.model.autocast.fused`): autocast leaves the in-place accumulation
+        alone, which would then mix types.
         """
-        B, _, T, H, W = parts[0].shape
         if sum(part.shape[1] for part in parts) != self.in_channels:
             raise ValueError(f"{type(self).__name__} expects {self.in_channels} input channels, "
                              f"got {sum(part.shape[1] for part in parts)}")
-        weight = self.weight.view(self.out_channels, -1)
-        bias = self.bias if self.bias is not None else weight.new_zeros(self.out_channels)
+        return fused(self._pointwise, self.weight, self.bias, *parts)
+
+    def _pointwise(self, weight: torch.Tensor, bias: torch.Tensor | None,
+                   *parts: torch.Tensor) -> torch.Tensor:
+        B, _, T, H, W = parts[0].shape
+        weight = weight.view(self.out_channels, -1)
+        bias = bias if bias is not None else weight.new_zeros(self.out_channels)
         clips = []
         for b in range(B):
             out = None
@@ -152,7 +160,8 @@ class DNeRVBlock(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-        x = ops.saf_modulate(x, content, self.to_style.conv.weight, self.to_style.conv.bias)
+        x = fused(ops.saf_modulate, x, content, self.to_style.conv.weight, self.to_style.conv.bias)
         with record_function("dnerv_fast::conv3x3"):
             y = block_conv3x3(x, self.conv.weight)
-        return ops.upsample_tail(y, self.conv.bias, self.stride, self.tfc.weight, self.tfc.bias)
+        return fused(ops.upsample_tail, y, self.conv.bias, self.stride, self.tfc.weight,
+                     self.tfc.bias)

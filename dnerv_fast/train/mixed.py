@@ -1,15 +1,12 @@
-"""Mixed-precision training: a bf16 or fp16 working copy of the network, fp32 master weights.
+"""Mixed-precision training: the forward under :func:`torch.autocast`, fp32 master weights.
 
-The optimiser holds the fp32 model (the master weights) and its fp32 moments. With
-``bf16`` or ``fp16`` the forward and backward passes run on a copy of the network cast to
-that type (the decoder's ``--dtype`` path), its gradients are copied into the master's as
-fp32 before each optimiser step, and the master's new weights are cast back into the copy
-after it. The loss and its sums are fp32 (the output is cast before the loss), and the warp's
-sampling coordinates are fp32 whatever the feature type (the ops compute them so).
-
-Why a working copy rather than :func:`torch.autocast`: autocast leaves in-place ops alone,
-and the model's 1x1 convolutions accumulate parts in place (``baddbmm_``), which under
-autocast mixes an fp16/bf16 accumulator with fp32 weights and fails.
+With ``bf16`` or ``fp16`` the network's forward runs under ``torch.autocast(device type,
+dtype)`` (:meth:`Mixed.autocast`): convolutions and GEMMs compute in that type from fp32
+weights, which stay the only copy and are what the optimiser updates, with fp32 gradients
+and moments. The model casts for its own fused ops, which autocast leaves alone
+(:mod:`dnerv_fast.model.autocast`), and the warp computes its sampling coordinates in fp32.
+The loss and its sums are fp32: the output is cast before them, outside autocast (SSIM's
+local variances are differences of squares, which half precision would cancel).
 
 fp16 gradients can underflow, so fp16 scales the loss (:class:`torch.amp.GradScaler`); bf16
 has fp32's exponent range and needs none. The scaler must not read its overflow flag on the
@@ -18,7 +15,7 @@ which :func:`make_optimizer` picks for fp16.
 """
 from __future__ import annotations
 
-import copy
+import contextlib
 from typing import Any, Iterator
 
 import torch
@@ -47,39 +44,31 @@ def make_optimizer(params: Iterator[nn.Parameter], lr: float, precision: str,
 
 
 class Mixed:
-    """The network that computes (``work``) and the steps that update the master ``model``."""
+    """The precision of training on ``device``: the forward's autocast, and the step that
+    updates the fp32 weights (through a gradient scaler for fp16)."""
 
-    def __init__(self, precision: str, model: nn.Module) -> None:
+    def __init__(self, precision: str, device: torch.device) -> None:
         check_precision(precision)
         self.dtype = DTYPES[precision]
-        self.model = model
-        self.work = model if self.dtype == torch.float32 else copy.deepcopy(model).to(self.dtype)
-        device = next(model.parameters()).device
+        self.device_type = device.type
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-        self._master = list(model.parameters())
-        self._copies = list(self.work.parameters())
 
-    def train(self, mode: bool = True) -> None:
-        self.model.train(mode)
-        self.work.train(mode)
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Where the forward runs: autocast to the training type (nothing for fp32)."""
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
 
     def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         """Backward and one optimiser step (skipped by the scaler when fp16 overflowed)."""
         optimizer.zero_grad(set_to_none=True)
-        if self.work is not self.model:
-            self.work.zero_grad(set_to_none=True)
-        (self.scaler.scale(loss) if self.scaler.is_enabled() else loss).backward()
-        if self.work is not self.model:
-            for master, work in zip(self._master, self._copies):
-                master.grad = None if work.grad is None else work.grad.float()
         if self.scaler.is_enabled():
+            self.scaler.scale(loss).backward()
             self.scaler.step(optimizer)
             self.scaler.update()
         else:
+            loss.backward()
             optimizer.step()
-        if self.work is not self.model:
-            with torch.no_grad():
-                torch._foreach_copy_(self._copies, self._master)
 
     def state_dict(self) -> dict[str, Any]:
         """The scaler's state as plain numbers (empty without a scaler)."""

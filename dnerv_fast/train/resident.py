@@ -1,24 +1,18 @@
 """Training data held once on the training device, with batches gathered there by index.
 
 :class:`ResidentClips` copies every prepared video to the device once, as uint8 (frames,
-keyframes, visibility), next to per-clip index tables made once (frame rows, keyframe rows,
-frame masks, time encodings and backward distances). A step then gathers its batch on the
-device from a few index tensors: no Python over clips and no host-to-device copy but the
-indices.
-
-The indices of a whole epoch are planned on the host when the epoch's clip order is drawn
-(:meth:`ResidentClips.plan`) and copied to the device in one transfer. Planning on the host
-keeps every shape known there: the distinct keyframes of a batch are numbered in order of
-first use, exactly as :func:`~dnerv_fast.clips.data.make_batch` does, and the unmasked frames
-are listed as (clip, slot) pairs, so nothing in a step needs the device to answer a
-data-dependent question (no ``unique`` or boolean indexing, hence no host sync), and the
-batch is the same, value for value, as the host path's.
+keyframes, visibility), next to the per (video, clip) time encodings and distances. The
+indices of a whole epoch are planned on the host when its clip order is drawn
+(:mod:`dnerv_fast.train.clip_tables`) and copied to the device in one transfer
+(:func:`pack`); a step then gathers its batch on the device (:meth:`ClipData.batch`): no
+Python over clips and no host-to-device copy but the indices, and the batch is the host
+path's value for value.
 
 Memory: :func:`resident_bytes` states what the data takes on the device (about one byte per
-training pixel and channel, plus keyframes and, for inpainting, one byte per pixel). The data
-must fit the device: training refuses, with that figure, a set that does not (streaming
-chunks of a larger set is not implemented). On the CPU the "device" is the host memory the
-prepared videos already use; their uint8 tensors are concatenated once.
+training pixel and channel, plus keyframes and, for inpainting, one byte per pixel). It must
+fit :func:`data_budget` (by default half the free GPU memory); a larger set is refused here
+and streamed by :mod:`dnerv_fast.train.streamed`. On the CPU the "device" is the host memory
+the prepared videos already use; their uint8 tensors are concatenated once.
 """
 from __future__ import annotations
 
@@ -31,7 +25,8 @@ import torch
 from dnerv_fast.clips.data import Batch, PreparedVideo
 from dnerv_fast.configs import ModelConfig
 from dnerv_fast.errors import CodecError
-from dnerv_fast.schedule import ClipBatch, clip_inputs
+from dnerv_fast.schedule import ClipBatch
+from dnerv_fast.train.clip_tables import ClipTables, StepPlan
 
 # The share of free device memory the resident data may take; the rest is the network's.
 DEVICE_SHARE = 0.5
@@ -56,135 +51,117 @@ def resident_bytes(videos: list[PreparedVideo]) -> int:
 
 @dataclass(frozen=True)
 class StepIndex:
-    """Where one step's indices lie in the epoch's flat index tensor."""
+    """Where one step's indices (a :class:`StepPlan`) lie in a flat index tensor."""
 
-    clips: slice     # rows of this process's clips in the clip tables
-    keys: slice      # keyframe rows, each distinct keyframe once, in order of first use
-    start: slice     # row in ``keys`` of each clip's start keyframe
+    which: slice
+    frames: slice
+    keys: slice
+    start: slice
     end: slice
-    kept: slice      # clip position in the batch of each unmasked frame, then its slot
-    weight: float    # 1, or 0 for a stand-in clip (this process has no share of the batch)
+    kept: slice
+    weight: float
 
 
-class ResidentClips:
-    """Every clip of every patch of ``videos`` on ``device``, in :func:`all_clips` order."""
+def pack(plans: list[StepPlan], device: torch.device) -> tuple[torch.Tensor, list[StepIndex]]:
+    """The steps' indices as one flat long tensor on ``device`` (one transfer), and each
+    step's slices of it."""
+    parts: list[np.ndarray] = []
+    steps: list[StepIndex] = []
+    at = 0
 
-    def __init__(self, videos: list[PreparedVideo], config: ModelConfig,
-                 device: torch.device) -> None:
-        need = resident_bytes(videos)
-        _check_fits(need, device)
-        self.nbytes = need
-        self.device = device
-        frame_rows, key_rows, masks, times, clip_rows = [], [], [], [], []
-        frames, keys, seen = [], [], []
-        masked = any(v.visible is not None for v in videos)
-        frame_base = key_base = 0
-        schedule_base = 0
-        for v in videos:
-            assert v.frames is not None, "training videos carry their frames"
-            P, N = v.patches, v.length
-            K = len(v.key_indices)
-            slot = {frame: i for i, frame in enumerate(v.key_indices)}
-            sched = np.array([c.frames for c in v.clips])                         # [C, T]
-            starts = np.array([slot[c.start_key] for c in v.clips])
-            ends = np.array([slot[c.end_key] for c in v.clips])
-            for p in range(P):
-                frame_rows.append(frame_base + p * N + sched)
-                key_rows.append(np.stack([key_base + p * K + starts, key_base + p * K + ends], 1))
-                masks.append(np.array([c.mask for c in v.clips]))
-                clip_rows.append(schedule_base + np.arange(len(v.clips)))
-            times += v.clips
-            frames.append(v.frames.flatten(0, 1))
-            keys.append(v.keyframes.flatten(0, 1))
-            if masked:
-                vis = v.visible if v.visible is not None else \
-                    torch.ones_like(v.frames[:, :, :1], dtype=torch.bool)
-                seen.append(vis.flatten(0, 1))
-            frame_base += P * N
-            key_base += P * K
-            schedule_base += len(v.clips)
-        # Host tables for planning; device tables for gathering.
-        self._key_rows = np.concatenate(key_rows)                                  # [C, 2]
-        self._masks = np.concatenate(masks)                                        # [C, T]
-        self.clip_len = config.clip_len
-        self.frames = torch.cat(frames).to(device)                                 # uint8 [F, 3, ph, pw]
-        self.keyframes = torch.cat(keys).to(device)                                # uint8 [K, 3, ph, pw]
-        self.visible = torch.cat(seen).to(device) if masked else None              # bool [F, 1, ph, pw]
-        self.frame_rows = torch.from_numpy(np.concatenate(frame_rows)).to(device)  # long [C, T]
-        self.schedule_rows = torch.from_numpy(np.concatenate(clip_rows)).to(device)
-        inputs = clip_inputs(times, config.embed_levels, config.embed_base)
-        self.inputs = inputs.to(device)       # per (video, clip): time encoding, distances, masks
+    def put(values: np.ndarray) -> slice:
+        nonlocal at
+        parts.append(values)
+        at += len(values)
+        return slice(at - len(values), at)
 
-    def __len__(self) -> int:
-        return len(self._key_rows)
+    for p in plans:
+        steps.append(StepIndex(put(p.which), put(p.frames), put(p.keys), put(p.start),
+                               put(p.end), put(p.kept), p.weight))
+    flat = torch.from_numpy(np.concatenate(parts).astype(np.int64))
+    if device.type == "cuda":
+        flat = flat.pin_memory().to(device, non_blocking=True)
+    return flat, steps
 
-    def plan(self, order: list[int], batch_size: int, rank: int = 0,
-             world_size: int = 1) -> tuple[torch.Tensor, list[StepIndex]]:
-        """The indices of an epoch: one flat long tensor on the device, and each step's slices.
 
-        Process ``rank`` of ``world_size`` takes every world_size-th clip of each batch of
-        ``order``; with no clip of a batch it takes the batch's first with weight 0.
-        """
-        parts: list[np.ndarray] = []
-        steps: list[StepIndex] = []
-        at = 0
+@dataclass(frozen=True)
+class ClipData:
+    """uint8 rows a step gathers from (all of the data, or one streamed chunk of it), and
+    the per (video, clip) inputs, on the training device."""
 
-        def put(values: np.ndarray) -> slice:
-            nonlocal at
-            parts.append(values)
-            at += len(values)
-            return slice(at - len(values), at)
-
-        for first in range(0, len(order), batch_size):
-            batch = order[first:first + batch_size]
-            share, weight = batch[rank::world_size], 1.0
-            if not share:
-                share, weight = batch[:1], 0.0
-            clips = np.asarray(share, dtype=np.int64)
-            used = self._key_rows[clips].reshape(-1)           # start, end of clip 0, then 1 ...
-            rows, first_use, where = np.unique(used, return_index=True, return_inverse=True)
-            by_use = np.argsort(first_use, kind="stable")
-            rank_of = np.empty_like(by_use)
-            rank_of[by_use] = np.arange(len(by_use))
-            local = rank_of[where.reshape(-1)].reshape(-1, 2)
-            kept_clip, kept_slot = np.nonzero(self._masks[clips])
-            steps.append(StepIndex(put(clips), put(rows[by_use]), put(local[:, 0]),
-                                   put(local[:, 1]), put(np.concatenate([kept_clip, kept_slot])),
-                                   weight))
-        flat = torch.from_numpy(np.concatenate(parts).astype(np.int64))
-        if self.device.type == "cuda":
-            flat = flat.pin_memory().to(self.device, non_blocking=True)
-        return flat, steps
+    frames: torch.Tensor            # uint8 [F, 3, ph, pw]
+    keyframes: torch.Tensor         # uint8 [K, 3, ph, pw]
+    visible: torch.Tensor | None    # bool [F, 1, ph, pw]
+    inputs: ClipBatch
 
     def batch(self, flat: torch.Tensor, step: StepIndex) -> Batch:
         """The batch of one planned step, gathered on the device."""
-        clips = flat[step.clips]
-        rows = self.frame_rows[clips]                                            # [B, T]
+        which = flat[step.which]
+        rows = flat[step.frames].view(len(which), -1)                           # [B, T]
         target = self.frames[rows].permute(0, 2, 1, 3, 4).contiguous()          # [B, 3, T, ph, pw]
         visible = None
         if self.visible is not None:
             visible = self.visible[rows].permute(0, 2, 1, 3, 4).contiguous().float()
-        which = self.schedule_rows[clips]
         inputs = ClipBatch(self.inputs.embed_input[which], self.inputs.backward_distance[which],
                            self.inputs.mask[which])
         kept = flat[step.kept].view(2, -1)
         return Batch(inputs, self.keyframes[flat[step.keys]].float().div_(255),
                      flat[step.start], flat[step.end], target.float().div_(255), visible, kept)
 
+
+def visibility(v: PreparedVideo) -> torch.Tensor:
+    """bool [P, N, 1, ph, pw] of ``v``: its mask, or every pixel visible."""
+    assert v.frames is not None, "training videos carry their frames"
+    if v.visible is not None:
+        return v.visible
+    return torch.ones_like(v.frames[:, :, :1], dtype=torch.bool)
+
+
+class ResidentClips:
+    """Every clip of every patch of ``videos`` on ``device``, in :func:`all_clips` order."""
+
+    def __init__(self, videos: list[PreparedVideo], config: ModelConfig,
+                 device: torch.device, budget: int = 0) -> None:
+        need = resident_bytes(videos)
+        limit = data_budget(device, budget)
+        if limit is not None and need > limit:
+            raise DataTooLarge(f"the training data takes {need / 2**30:.2f} GiB as uint8 but "
+                               f"at most {limit / 2**30:.2f} GiB of {device} may hold data "
+                               f"({budget_source(device, budget)}); stream it (data 'stream' "
+                               f"or 'auto'), or train on fewer or shorter videos (--max-frames)")
+        self.nbytes = need
+        self.device = device
+        self.tables = ClipTables(videos, config)
+        masked = any(v.visible is not None for v in videos)
+        self.data = ClipData(
+            torch.cat([v.frames.flatten(0, 1) for v in videos]).to(device),
+            torch.cat([v.keyframes.flatten(0, 1) for v in videos]).to(device),
+            torch.cat([visibility(v).flatten(0, 1) for v in videos]).to(device) if masked else None,
+            self.tables.inputs.to(device))
+
+    def __len__(self) -> int:
+        return len(self.tables)
+
     def epoch(self, order: list[int], batch_size: int, rank: int = 0,
               world_size: int = 1) -> Iterator[tuple[Batch, float]]:
         """Every batch of an epoch and this process's weight for it."""
-        flat, steps = self.plan(order, batch_size, rank, world_size)
+        flat, steps = pack(self.tables.plan(order, batch_size, rank, world_size), self.device)
         for step in steps:
-            yield self.batch(flat, step), step.weight
+            yield self.data.batch(flat, step), step.weight
 
 
-def _check_fits(need: int, device: torch.device) -> None:
+def data_budget(device: torch.device, budget: int = 0) -> int | None:
+    """Bytes of ``device`` the training data may take: ``budget`` when set (> 0), else
+    DEVICE_SHARE of the free memory of a GPU; None (no limit) for the CPU, whose data the
+    prepared videos already hold."""
+    if budget > 0:
+        return budget
     if device.type != "cuda":
-        return
+        return None
     free, _ = torch.cuda.mem_get_info(device)
-    if need > DEVICE_SHARE * free:
-        raise DataTooLarge(f"the training data takes {need / 2**30:.1f} GiB as uint8 but "
-                           f"{device} has {free / 2**30:.1f} GiB free (at most "
-                           f"{DEVICE_SHARE:.0%} of it is used for data); train on fewer or "
-                           f"shorter videos (--max-frames), or on a larger GPU")
+    return int(DEVICE_SHARE * free)
+
+
+def budget_source(device: torch.device, budget: int = 0) -> str:
+    """Where :func:`data_budget` comes from, for messages."""
+    return "the data memory setting" if budget > 0 else f"{DEVICE_SHARE:.0%} of its free memory"

@@ -67,7 +67,7 @@ class TrainSettings:
     warmup: float = 0.2
     loss: str = "uvg"
     seed: int = 0
-    precision: str = "fp32"       # type of the forward and backward (train.mixed)
+    precision: str = "fp32"       # the forward's autocast type (train.mixed)
     compile: bool = False         # the clip decoder under torch.compile
     sync_every: int = 50          # steps between host reads of the losses (and epoch ends)
     data: str = "resident"        # "host": batches built on the host per step (reference)
@@ -136,9 +136,9 @@ def _step(net: torch.nn.Module, batch: Batch, kind: str, weight: float, dist: Di
           mixed: Mixed) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward pass on this process's share of a batch: the loss to differentiate, and
     float64 [loss, loss * frames, PSNR sum, frames] of the whole batch, left on the device."""
-    output = run_batch(net, batch)
-    if mixed.dtype != torch.float32:
-        output = output.float()                 # the loss and its sums in fp32
+    with mixed.autocast():
+        output = run_batch(net, batch)
+    output = output.float()                     # the loss and its sums in fp32
     device, dtype = output.device, output.dtype
     assert batch.target is not None and batch.kept is not None, "training batches have targets"
     kept, target = batch.kept.to(device), batch.target.to(device, dtype)
@@ -208,17 +208,17 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
         first, history = state["epoch"], state["history"]
     else:
         torch.manual_seed(settings.seed)
-    mixed = Mixed(settings.precision, model)
+    mixed = Mixed(settings.precision, device)
     try:
         mixed.load_state_dict(scaler)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint '{checkpoint}' is damaged: scaler state {e}") from e
     resident = ResidentClips(videos, config, device) if settings.data == "resident" else None
-    net = dist.wrap(ClipDecoder(mixed.work))
+    net = dist.wrap(ClipDecoder(model))
     if settings.compile:
         net = torch.compile(net)
     progress = progress and dist.is_main
-    mixed.train()
+    model.train()
     # One bar over every step left, so that its rate and ETA are those of the whole run.
     bar = tqdm(total=(settings.epochs - first) * steps, unit="step", disable=not progress,
                leave=False)
