@@ -48,8 +48,12 @@ def test_info_describes_a_file_without_decoding(tmp_path, capsys):
     path.write_bytes(to_bytes(small_container()))
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert f"format version 1, {path.stat().st_size} bytes" in out
+    assert f"format version 2, {path.stat().st_size} bytes" in out
     assert "46784 parameters at 6 bits" in out and "40x36" in out and "weights" in out
+    assert "bits per parameter (46,784 parameters at 6 bits; tensors by mode:" in out
+    assert main(["info", str(path), "--tensors"]) == 0
+    rows = capsys.readouterr().out.split("bits/param\n")[1].splitlines()
+    assert len(rows) == 50 and rows[0].split()[:3] == ["stem.mlp.0.weight", "512x16x1", "8,192"]
     assert main(["info"]) == 0 and "uvg-XL" in capsys.readouterr().out
     assert main(["info", str(tmp_path / "missing.dnerv")]) == 1
 

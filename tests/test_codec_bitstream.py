@@ -45,6 +45,9 @@ def test_unsupported_version(container):
     struct.pack_into("<H", data, len(MAGIC), 99)
     with pytest.raises(BitstreamError, match="version 99"):
         from_bytes(bytes(data))
+    struct.pack_into("<H", data, len(MAGIC), 1)
+    with pytest.raises(BitstreamError, match="version 1 .*encode the videos again.*version 2 only"):
+        from_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("cut", [0, 3, 9, 12, 30, 100, -5, -1])

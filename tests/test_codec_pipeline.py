@@ -1,5 +1,6 @@
 """End to end on real video: encode carphone into a .dnerv file, decode, evaluate, reject damage."""
 import csv
+import dataclasses
 import importlib.util
 import struct
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_decode_equals_quantised_model_in_memory(encoded, tmp_path):
     (lambda d: d[: len(d) // 2], "truncated"),
     (lambda d: d[:-1], "truncated"),
     (lambda d: d[:200] + bytes([d[200] ^ 1]) + d[201:], "checksum"),
-    (lambda d: d[: len(MAGIC)] + struct.pack("<H", 2) + d[len(MAGIC) + 2:], "version 2"),
+    (lambda d: d[: len(MAGIC)] + struct.pack("<H", 3) + d[len(MAGIC) + 2:], "version 3"),
     (lambda d: b"\x89PNG\r\n\x1a\n" + d[8:], "not a .dnerv"),
     (lambda d: d + b"extra", "inconsistent"),
 ])
@@ -182,3 +183,23 @@ def test_half_precision_decode_stays_within_005_db_of_fp32(encoded, tmp_path, dt
         return psnr(torch.from_numpy(read_video(out[0]).frames).double() / 255, source / 255).mean().item()
 
     assert abs(decoded_psnr(dtype) - decoded_psnr("fp32")) < 0.05
+
+
+def test_each_keyframe_is_decoded_once_per_encode(tmp_path, monkeypatch):
+    from dnerv_fast.media import keyframes
+    from dnerv_fast.media.synthetic import moving_pattern
+    src = write_video(moving_pattern(10, 64, 64, name="clip").frames, tmp_path / "clip.mp4")
+    webp, sizes = keyframes.CODECS["webp"], []
+
+    def counted(data, size):
+        sizes.append(size)
+        return webp.decode(data, size)
+
+    monkeypatch.setitem(keyframes.CODECS, "webp", dataclasses.replace(webp, decode=counted))
+    result = encode([src], tmp_path / "clip.dnerv", epochs=1, batch_size=2, progress=False,
+                    measure=True)
+    assert sizes == [(64, 64)] * 3            # frames 0, 8 and 9: trained on and measured
+    assert result.truth is not None and result.truth.weights.parameters > 0
+    # the frames trained on are those a decoder of the file gets
+    stored = load(tmp_path / "clip.dnerv").videos[0].keyframes
+    assert torch.equal(result.videos[0].keyframes, stored)

@@ -21,36 +21,69 @@ def _groups(shape: tuple[int, ...]) -> int:
     return shape[0] if len(shape) >= 2 and n // shape[0] >= 32 else 1
 
 
-def _read_weights(wgts: bytes, shapes: dict[str, tuple[int, ...]], count: int
-                  ) -> dict[str, torch.Tensor]:
-    pos, scales = 0, []
+def _table(wgts: bytes, pos: int) -> tuple[tuple[int, np.ndarray] | None, int]:
+    lo, span = struct.unpack_from("<hH", wgts, pos)
+    c = np.frombuffer(wgts, np.uint8, span, pos + 4).astype(np.int64)
+    freq = np.where(c > 0, (16 + ((c - 1) & 15)) << ((c - 1) >> 4), 0)
+    return ((lo, freq) if span else None), pos + 4 + span
+
+
+def _read_weights(wgts: bytes, shapes: dict[str, tuple[int, ...]], bits: int
+                  ) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """The weights as the document says, and every tensor's mode."""
+    pos, scales, zeros = 0, [], []
     for shape in shapes.values():
         g = _groups(shape)
         scales.append(np.frombuffer(wgts, "<f4", g, pos))
+        zeros.append(np.frombuffer(wgts, np.uint8, g, pos + 4 * g).astype(np.int64))
         pos += 5 * g                                   # g f32 scales, then g u8 zero points
-    lo, span = struct.unpack_from("<iI", wgts, pos)
-    freq = np.frombuffer(wgts, "<u2", span, pos + 8)
-    (words,) = struct.unpack_from("<I", wgts, pos + 8 + 2 * span)
-    data = np.frombuffer(wgts, "<u4", words, pos + 12 + 2 * span)
-    assert pos + 12 + 2 * span + 4 * words == len(wgts) and freq.max() == 65535
-    model = constriction.stream.model.Categorical(freq.astype(np.float64), perfect=False)
-    offsets = constriction.stream.stack.AnsCoder(data.astype(np.uint32)).decode(model, count) + lo
-    out, start = {}, 0
-    for (name, shape), scale in zip(shapes.items(), scales):
+    shared, pos = _table(wgts, pos)
+    modes, tables, levels = [], [], {}
+    for i, shape in enumerate(shapes.values()):
+        mode, pos = wgts[pos], pos + 1
+        modes.append(mode)
         n = int(np.prod(shape))
-        o = torch.from_numpy(offsets[start:start + n].astype(np.float32)).reshape(len(scale), -1)
+        if mode == 0:
+            tables.append(shared)
+        elif mode == 1:
+            table, pos = _table(wgts, pos)
+            tables.append(table)
+        else:
+            assert mode == 2
+            tables.append(None)
+            packed = np.frombuffer(wgts, np.uint8, -(-n * bits // 8), pos)
+            bitarr = np.unpackbits(packed, bitorder="little")[:n * bits].reshape(n, bits)
+            levels[i] = bitarr.astype(np.int64) @ (1 << np.arange(bits))
+            pos += -(-n * bits // 8)
+    (words,) = struct.unpack_from("<I", wgts, pos)
+    assert pos + 4 + 4 * words == len(wgts)
+    coder = constriction.stream.stack.AnsCoder(
+        np.frombuffer(wgts, "<u4", words, pos + 4).astype(np.uint32))
+    out = {}
+    for i, ((name, shape), scale, zero, table) in enumerate(zip(shapes.items(), scales, zeros,
+                                                                tables)):
+        n = int(np.prod(shape))
+        if table is None:
+            o = levels[i].reshape(len(zero), -1) - zero[:, None]
+        elif np.count_nonzero(table[1]) == 1:
+            o = np.full(n, table[0] + int(np.flatnonzero(table[1])[0]))
+        else:
+            model = constriction.stream.model.Categorical(table[1].astype(np.float64),
+                                                          perfect=False)
+            o = coder.decode(model, n) + table[0]
+        o = torch.from_numpy(np.asarray(o, np.float32)).reshape(len(scale), -1)
         out[name] = (o * torch.from_numpy(scale.astype(np.float32)).unsqueeze(1)).reshape(shape)
-        start += n
-    return out
+    assert coder.is_empty()
+    return out, modes
 
 
 def test_a_reader_following_the_format_document(tmp_path):
     src = write_video(moving_pattern(10, 64, 64, name="clip").frames, tmp_path / "clip.mp4")
     path = tmp_path / "clip.dnerv"
-    encode([src], path, epochs=1, batch_size=2, progress=False)
+    encode([src], path, epochs=1, batch_size=2, bits=6, prune=0.5, progress=False)
     data = path.read_bytes()
 
-    assert data[:8] == b"DNERVF\x1a\n" and struct.unpack_from("<HH", data, 8) == (1, 3)
+    assert data[:8] == b"DNERVF\x1a\n" and struct.unpack_from("<HH", data, 8) == (2, 3)
     table = [struct.unpack_from("<4sQ", data, 12 + 12 * i) for i in range(3)]
     assert [tag for tag, _ in table] == [b"HEAD", b"WGTS", b"KEYF"]
     assert len(data) == 48 + sum(n for _, n in table) + 4
@@ -61,17 +94,18 @@ def test_a_reader_following_the_format_document(tmp_path):
 
     header = json.loads(sections[b"HEAD"].decode("utf-8"))
     assert sections[b"HEAD"] == json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    assert (header["format"], header["version"]) == ("dnerv_fast", 1)
-    assert (header["keyframe_codec"], header["bits"]) == ("webp", 8)
+    assert (header["format"], header["version"]) == ("dnerv_fast", 2)
+    assert (header["keyframe_codec"], header["bits"]) == ("webp", 6)
     assert header["videos"] == [{"name": "clip", "height": 64, "width": 64, "frames": 10,
                                  "fps": 25.0}]
 
     shapes = {k: tuple(t.shape) for k, t in
               DNeRV(ModelConfig.from_dict(header["config"])).state_dict().items()}
     assert sum(int(np.prod(s)) for s in shapes.values()) == header["parameters"]
-    weights = _read_weights(sections[b"WGTS"], shapes, header["parameters"])
+    weights, modes = _read_weights(sections[b"WGTS"], shapes, header["bits"])
     decoded = load(path).model.state_dict()
     assert all(torch.equal(weights[k], decoded[k]) for k in shapes)
+    assert set(modes) == {0, 1, 2}              # every mode was read
 
     keyf, records = sections[b"KEYF"], []
     pos = 0

@@ -65,7 +65,7 @@ def test_target_bounds(bad):
 
 def test_predicted_weight_bytes_counts_groups_and_table():
     shapes = [(64, 32, 1), (64,)]
-    expected = (5 * (64 + 1) + rate.STREAM_FIXED_BYTES + 2 * (2 ** 9 - 1)
+    expected = (5 * (64 + 1) + rate.STREAM_FIXED_BYTES + (2 ** 9 - 1) + 2
                 + -(-(64 * 32 + 64) * rate.SYMBOL_BITS[8] // 8))
     assert rate.predict_weight_bytes(shapes, 8) == int(expected)
 

@@ -304,7 +304,7 @@ HOSTILE_HEADERS = {
     "bits as string": lambda b: {"bits": "8"},
     "parameters off by one": lambda b: {"parameters": b.header["parameters"] + 1},
     "parameters huge": lambda b: {"parameters": 10**12},
-    "version differs": lambda b: {"version": 2},
+    "version differs": lambda b: {"version": 1},
     "format differs": lambda b: {"format": "other"},
     "codec unknown": lambda b: {"keyframe_codec": "../x"},
     "quality out of range": lambda b: {"keyframe_quality": 1000},

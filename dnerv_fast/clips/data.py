@@ -85,13 +85,18 @@ def keyframe_images(video: Video, config: ModelConfig) -> list[np.ndarray]:
 
 
 def prepare_video(video: Video, config: ModelConfig, codec: str, key_bytes: list[bytes],
-                  holes: np.ndarray | None = None) -> PreparedVideo:
+                  holes: np.ndarray | None = None,
+                  decoded: list[np.ndarray] | None = None) -> PreparedVideo:
     """Training data of ``video``: its keyframes (``key_bytes``, the coded
     :func:`keyframe_images`), its frames and, for inpainting, the visibility of its pixels
     (``holes``: bool [N, H, W], True = hidden; ``video`` must already have them filled).
+    ``decoded``: the keyframes already decoded from ``key_bytes`` (uint8 [H, W, 3] each), so
+    that they are not decoded again; without it they are decoded on first use.
     """
     prepared = _prepared(video.name, video.height, video.width, video.num_frames, video.fps,
                          config, key_bytes, codec, video.frames)
+    if decoded is not None:
+        prepared._keyframes = _to_patches(np.stack(decoded), prepared.grid)
     if holes is not None:
         prepared.visible = _to_patches(~holes[..., None], prepared.grid)
     return prepared

@@ -28,7 +28,7 @@ from dnerv_fast.atomic import write_bytes_atomic
 from dnerv_fast.errors import BitstreamError
 
 MAGIC = b"DNERVF\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SECTIONS = (b"HEAD", b"WGTS", b"KEYF")
 _PRELUDE = struct.Struct("<8sHH")
 _ENTRY = struct.Struct("<4sQ")
@@ -127,8 +127,10 @@ def from_bytes(data: bytes, source: str = "file") -> Container:
         raise BitstreamError(f"{source} is truncated ({len(data)} bytes)")
     _, version, count = _PRELUDE.unpack_from(data, 0)
     if version != FORMAT_VERSION:
-        raise BitstreamError(f"{source} has format version {version}; this dnerv_fast reads "
-                             f"version {FORMAT_VERSION} only")
+        older = (" (weights coded with one table, from a dnerv_fast before per-tensor coding: "
+                 "encode the videos again)" if version < FORMAT_VERSION else "")
+        raise BitstreamError(f"{source} has format version {version}{older}; this dnerv_fast "
+                             f"reads version {FORMAT_VERSION} only")
     table_end = _PRELUDE.size + count * _ENTRY.size
     if len(data) < table_end + _CRC.size:
         raise BitstreamError(f"{source} is truncated (ends inside the section table)")

@@ -1,5 +1,6 @@
-"""``dnerv-fast info``: what a .dnerv file holds, read without decoding anything, and the
-table of named model configurations."""
+"""``dnerv-fast info``: what a .dnerv file holds, read without decoding a frame (the weights'
+rANS stream is decoded only for the per-tensor table), and the table of named model
+configurations."""
 from __future__ import annotations
 
 import os
@@ -7,10 +8,13 @@ import os
 from dnerv_fast.codec.bitstream import FORMAT_VERSION, bits_per_pixel, read_container, section_sizes
 from dnerv_fast.codec.header import parse_header
 from dnerv_fast.codec.render import RENDER_CHUNK
+from dnerv_fast.codec.weight_report import WeightsSummary, tensor_bits, tensor_table
+from dnerv_fast.codec.weights import decode_layout, model_shapes, read_layout
 
 
-def describe_file(path: str | os.PathLike) -> str:
-    """A few lines on a validated .dnerv file: version, model, videos, bytes and bpp."""
+def describe_file(path: str | os.PathLike, tensors: bool = False) -> str:
+    """A few lines on a validated .dnerv file: version, model, videos, bytes and bpp, bits
+    per parameter of the weights, and with ``tensors`` those of every tensor."""
     container = read_container(path)
     head = parse_header(container.header, version=FORMAT_VERSION,
                         keyframes=len(container.keyframes), clips_per_pass=RENDER_CHUNK)
@@ -18,6 +22,7 @@ def describe_file(path: str | os.PathLike) -> str:
     total = os.path.getsize(path)
     pixels = sum(v.height * v.width * v.frames for v in head.videos)
     c = head.config
+    layout = read_layout(container.weights, model_shapes(c, head.parameters), head.bits)
     lines = [
         f"{path}: .dnerv format version {FORMAT_VERSION}, {total} bytes, "
         f"{bits_per_pixel(total, pixels):.5f} bpp over {pixels} pixels",
@@ -27,12 +32,15 @@ def describe_file(path: str | os.PathLike) -> str:
         f"keyframes: {len(container.keyframes)} x {head.keyframe_codec} quality "
         f"{head.keyframe_quality}",
         "sections: " + ", ".join(f"{name} {n} B ({n / total:.1%})" for name, n in sizes.items()),
+        WeightsSummary.of(layout).line(),
         f"{'video':<24} {'size':>11} {'frames':>7} {'fps':>7}",
     ]
     lines += [f"{v.name[:24]:<24} {f'{v.width}x{v.height}':>11} {v.frames:>7} {v.fps:>7.3f}"
               for v in head.videos]
     if "inpainting" in container.header:
         lines.append(f"inpainting: {container.header['inpainting']}")
+    if tensors:
+        lines.append(tensor_table(tensor_bits(layout, decode_layout(container.weights, layout))))
     return "\n".join(lines)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,18 +14,19 @@ from dnerv_fast.atomic import (atomic_dir, check_file_output, check_folder_outpu
                                check_replaceable)
 from dnerv_fast.codec.bitstream import (FORMAT_VERSION, Container, bits_per_pixel,
                                         read_container, section_sizes, write_container)
-from dnerv_fast.errors import (BitstreamError, CodecError, Interrupted, OutputExistsError,
+from dnerv_fast.errors import (CodecError, Interrupted, OutputExistsError,
                                OutputPathError, UsageError)
 from dnerv_fast.codec.header import FORMAT_NAME, keyframe_count, parse_header
-from dnerv_fast.media.keyframes import encode_keyframe, get_codec
+from dnerv_fast.media.keyframes import code_keyframe, decode_keyframe, get_codec
 from dnerv_fast.codec.quantize import check_bits, check_prune
 from dnerv_fast.codec.names import safe_names
 from dnerv_fast.codec.qat import QAT_LR_FACTOR, attach, detach, qat_epochs
 from dnerv_fast.codec.rate import RatePlan, plan
 from dnerv_fast.codec.render import RENDER_CHUNK, render_video
 from dnerv_fast.codec.summary import Truth, measure as measure_truth
-from dnerv_fast.codec.weights import (dequantize_state_dict, pack_weights, quantize_state_dict,
-                                      unpack_weights)
+from dnerv_fast.codec.weight_report import WeightsSummary
+from dnerv_fast.codec.weights import (dequantize_state_dict, model_shapes, pack_weights,
+                                      quantize_state_dict, read_layout, unpack_weights)
 from dnerv_fast.configs import ModelConfig, get_config
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.clips.data import PreparedVideo, keyframe_images, prepare_video, restore_video
@@ -99,17 +99,21 @@ def _fill(sources: list[Video], masks: MaskSource | None
 def _code(images: list[np.ndarray], codec: str, quality: int, dist: Distributed,
           progress: bool) -> list[bytes]:
     """Every keyframe coded at ``quality`` (the processes share the work)."""
-    return dist.map(lambda frame: encode_keyframe(frame, codec, quality)[0], images,
+    return dist.map(lambda frame: code_keyframe(frame, codec, quality), images,
                     "keyframes", progress)
 
 
 def _prepare(inputs: list[Video], holes: list[np.ndarray | None], config: ModelConfig,
-             codec: str, coded: list[bytes]) -> list[PreparedVideo]:
-    """Tile the videos with their coded keyframes (``coded``: all videos' keyframes in order)."""
+             codec: str, coded: list[bytes], dist: Distributed) -> list[PreparedVideo]:
+    """Tile the videos with their coded keyframes (``coded``: all videos' keyframes in
+    order), each decoded here, once: training and the final measurement use these frames."""
+    sizes = [(v.height, v.width) for v in inputs for _ in keyframe_images(v, config)]
+    frames = dist.map(lambda i: decode_keyframe(coded[i], codec, sizes[i]), range(len(coded)))
     prepared, pos = [], 0
     for video, hole in zip(inputs, holes):
         count = len(keyframe_images(video, config))
-        prepared.append(prepare_video(video, config, codec, coded[pos:pos + count], hole))
+        prepared.append(prepare_video(video, config, codec, coded[pos:pos + count], hole,
+                                      frames[pos:pos + count]))
         pos += count
     return prepared
 
@@ -214,7 +218,7 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
         else:
             coded = _code([f for v in inputs for f in keyframe_images(v, config)], codec.name,
                           quality, dist, progress)
-        prepared = _prepare(inputs, holes, config, codec.name, coded)
+        prepared = _prepare(inputs, holes, config, codec.name, coded, dist)
         torch.manual_seed(seed)
         model = DNeRV(config).to(dist.device)
         try:
@@ -250,9 +254,10 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
         v.frames = v.visible = None
     encoded = Encoded(model, prepared, header, size_bytes, section_sizes(container), rate_plan)
     if measure and dist.is_main:
+        layout = read_layout(container.weights, {k: q.shape for k, q in qsd.items()}, bits)
         encoded.truth = measure_truth([encoded.render(i) for i in range(len(prepared))],
                                       [v.frames for v in sources], [v.fps for v in sources],
-                                      size_bytes)
+                                      size_bytes, weights=WeightsSummary.of(layout))
     return encoded
 
 
@@ -276,13 +281,6 @@ def _resume_hint(ckpt: Path) -> str:
             "N epochs, and --resume continues from it)")
 
 
-def _model_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The state_dict shapes of the network ``config`` describes, found without allocating
-    its weights (the model is built on the meta device)."""
-    with torch.device("meta"):
-        return {k: tuple(t.shape) for k, t in DNeRV(config).state_dict().items()}
-
-
 def load(path: str | os.PathLike) -> Encoded:
     """Read a .dnerv file and rebuild the quantised model and every video's keyframes.
 
@@ -294,9 +292,7 @@ def load(path: str | os.PathLike) -> Encoded:
     head = parse_header(container.header, version=FORMAT_VERSION,
                         keyframes=len(container.keyframes), clips_per_pass=RENDER_CHUNK)
     config = head.config
-    shapes = _model_shapes(config)
-    if sum(math.prod(s) for s in shapes.values()) != head.parameters:
-        raise BitstreamError("header parameter count does not match its configuration")
+    shapes = model_shapes(config, head.parameters)
     weights = dequantize_state_dict(unpack_weights(container.weights, shapes, head.bits))
     model = DNeRV(config)
     model.load_state_dict(weights)

@@ -6,9 +6,10 @@ Every byte of a .dnerv file is accounted for before training (docs/FORMAT.md):
   its size for a candidate configuration and quality);
 - keyframes: exact, from coding the real keyframes at each candidate quality (those bytes are
   the ones stored, so nothing is coded twice);
-- weights: exact for the per-group scales and zero points (5 bytes a group) and the entropy
-  stream's fixed fields; predicted for the rANS-coded symbols and their frequency table from
-  bits per parameter measured on trained networks (:data:`SYMBOL_BITS`).
+- weights: exact for the per-group scales and zero points (5 bytes a group), the mode byte
+  of each tensor and the entropy stream's fixed fields; predicted for the rANS-coded symbols
+  and the shared frequency table from bits per parameter measured on trained networks
+  (:data:`SYMBOL_BITS`; the per-tensor choice of :mod:`.modes` only lowers it).
 
 The keyframes take the best candidate quality whose bytes stay within
 :data:`KEYFRAME_SHARE` of the budget (the paper's keyframes are 35-61% of its bits), or the
@@ -25,7 +26,9 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from dnerv_fast.codec.entropy import STREAM_HEAD_BYTES, TABLE_HEAD_BYTES
 from dnerv_fast.codec.quantize import num_groups
+from dnerv_fast.codec.weights import GROUP_BYTES
 from dnerv_fast.configs import MAX_WIDTH, MIN_DECODER_WIDTH, ModelConfig
 from dnerv_fast.errors import CodecError
 from dnerv_fast.model.dnerv import DNeRV
@@ -36,10 +39,10 @@ from dnerv_fast.model.dnerv import DNeRV
 # offsets close to uniform, so they cost about the bit depth. The table leans slightly
 # below, as longer training concentrates the weights (issue 13: 7.7 after 60 epochs).
 SYMBOL_BITS = {4: 3.85, 5: 4.9, 6: 5.95, 7: 6.95, 8: 7.9}
-# Bytes of the entropy stream's fields other than the symbols: lo, span, word count, and a
-# uint16 frequency for each symbol value in the span (at most 2^(bits+1) - 1 values).
-STREAM_FIXED_BYTES = 12
-GROUP_BYTES = 5            # float32 scale + uint8 zero point per quantisation group
+# Bytes of the weights' coding fields other than the symbols: the shared table's lo and
+# span, and the stream's word count (the table adds a byte for each symbol value in its span,
+# at most 2^(bits+1) - 1 values, and each tensor a mode byte).
+STREAM_FIXED_BYTES = TABLE_HEAD_BYTES + STREAM_HEAD_BYTES
 KEYFRAME_SHARE = 0.5
 TOLERANCE = 0.15           # the file lands within this fraction of the target
 SCALE_STEPS = 16           # ladder steps per doubling of every width
@@ -121,8 +124,8 @@ def predict_weight_bytes(shapes: Sequence[tuple[int, ...]], bits: int) -> int:
     """Predicted size of the weights section of a network with tensors of ``shapes``."""
     params = sum(math.prod(s) for s in shapes)
     groups = sum(num_groups(tuple(s)) for s in shapes)
-    table = 2 * (2 ** (bits + 1) - 1)
-    return (GROUP_BYTES * groups + STREAM_FIXED_BYTES + table
+    table = 2 ** (bits + 1) - 1
+    return (GROUP_BYTES * groups + STREAM_FIXED_BYTES + table + len(shapes)
             + math.ceil(params * SYMBOL_BITS[bits] / 8))
 
 

@@ -1,5 +1,6 @@
 """What an encode really gave: the file's bpp, its PSNR after quantisation on the real frames,
-and its size against raw RGB and against an x264 file of the same PSNR.
+its size against raw RGB and against an x264 file of the same PSNR, and the weights' bits
+per parameter.
 
 The training bar shows PSNR on training patches before quantisation; these figures are of
 the written file, decoded as the decoder will decode it.
@@ -13,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dnerv_fast.codec.anchors import encode_anchor
+from dnerv_fast.codec.weight_report import WeightsSummary
 from dnerv_fast.errors import CodecError
 
 X264_CRFS = (0, 51)
@@ -35,6 +37,7 @@ class Truth:
     pixels: int
     psnr: float
     anchors: tuple[AnchorPoint, ...]     # bracketing x264 points, best first; () if none
+    weights: WeightsSummary | None = None
 
     @property
     def bpp(self) -> float:
@@ -70,6 +73,8 @@ class Truth:
             out.append(f"x264 (medium, yuv444p) at the same PSNR: ~{x264:,.0f} bytes "
                        f"({8 * x264 / self.pixels:.4f} bpp; real files {pts}); this file is "
                        f"{self.file_bytes / x264:.2f}x that")
+        if self.weights is not None:
+            out.append(self.weights.line())
         if self.file_bytes > self.raw_bytes:
             out.append(f"warning: the file is larger than the raw RGB frames "
                        f"({self.file_bytes:,} > {self.raw_bytes:,} bytes): use a smaller "
@@ -117,8 +122,10 @@ def x264_bracket(reference: Sequence[np.ndarray], fps: Sequence[float], psnr: fl
 
 
 def measure(decoded: Sequence[np.ndarray], reference: Sequence[np.ndarray],
-            fps: Sequence[float], file_bytes: int, anchors: bool = True) -> Truth:
-    """The :class:`Truth` of a file whose videos decode to ``decoded``."""
+            fps: Sequence[float], file_bytes: int, anchors: bool = True,
+            weights: WeightsSummary | None = None) -> Truth:
+    """The :class:`Truth` of a file whose videos decode to ``decoded`` and whose weights
+    section ``weights`` describes."""
     pixels = sum(int(np.prod(r.shape[:3])) for r in reference)
     psnr = mean_psnr(decoded, reference)
     points: tuple[AnchorPoint, ...] = ()
@@ -130,4 +137,4 @@ def measure(decoded: Sequence[np.ndarray], reference: Sequence[np.ndarray],
             points = x264_bracket(reference, fps, psnr, x264)
         except CodecError:       # the file is written: a failing anchor only loses its line
             points = ()
-    return Truth(file_bytes, pixels, psnr, points)
+    return Truth(file_bytes, pixels, psnr, points, weights)
