@@ -7,8 +7,9 @@
   small tensors that no table describes well).
 
 The shared table is fitted to the tensors that choose it, which changes what is cheapest for
-the others, so the choice is repeated (:func:`choose`), keeping the cheapest round. Costs are in bytes: tables exactly, rANS payloads as the information of the symbols
-under the table (what the coder spends, within a few bytes for the whole stream).
+the others, so the choice is repeated (:func:`choose`), keeping the cheapest round. Costs
+are in bytes: tables exactly, rANS payloads as the information of the symbols under the
+table (what the coder spends, within a few bytes for the whole stream).
 """
 from __future__ import annotations
 
