@@ -8,7 +8,9 @@ DistributedDataParallel averages are the gradients of one process on the whole b
 number of processes) still runs a clip, with weight zero, because every process must take
 part in each gradient exchange.
 
-Built for the GPU: the data lives on the device (:mod:`dnerv_fast.train.resident`; the
+Built for the GPU: the data lives on the device (:mod:`dnerv_fast.train.resident`), or is
+streamed to it in chunks when it does not fit (:mod:`dnerv_fast.train.streamed`; the choice
+is :mod:`dnerv_fast.train.placement`'s, and a streamed run says so first); the
 ``host`` data path, :func:`~dnerv_fast.clips.data.make_batch` per step, is the reference it
 is tested against), and the host waits for the device only every ``sync_every`` steps and at
 the end of each epoch: losses and PSNR are summed on the device, and the progress bar and
@@ -35,7 +37,8 @@ from dnerv_fast.clips.decoder import ClipDecoder, run_batch
 from dnerv_fast.train.loss import LossSums, check_loss, loss_sums, masked_frames
 from dnerv_fast.train.lr_schedule import learning_rate
 from dnerv_fast.train.mixed import Mixed, check_precision, make_optimizer
-from dnerv_fast.train.resident import ResidentClips
+from dnerv_fast.train.placement import DATA_PATHS, place_data
+from dnerv_fast.train.streamed import StreamedClips
 
 
 # AdamW steps every weight by about lr at first: a rate near 1 destroys any network here.
@@ -43,9 +46,8 @@ MAX_LR = 1.0
 MAX_EPOCHS = 1_000_000
 MAX_BATCH = 65536
 MAX_SYNC_EVERY = 100_000
-DATA_PATHS = ("resident", "host")
 # Settings that change how fast a run goes, not what it computes: resuming may change them.
-_RUN_ONLY = ("sync_every", "compile", "data")
+_RUN_ONLY = ("sync_every", "compile", "data", "data_memory")
 
 
 def _is_number(value: Any) -> bool:
@@ -70,7 +72,8 @@ class TrainSettings:
     precision: str = "fp32"       # the forward's autocast type (train.mixed)
     compile: bool = False         # the clip decoder under torch.compile
     sync_every: int = 50          # steps between host reads of the losses (and epoch ends)
-    data: str = "resident"        # "host": batches built on the host per step (reference)
+    data: str = "auto"            # "resident", "stream" or "host" (train.placement)
+    data_memory: int = 0          # device bytes the data may take (0: half the free memory)
 
     def validate(self) -> None:
         _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
@@ -80,6 +83,7 @@ class TrainSettings:
         check_precision(self.precision)
         if not isinstance(self.compile, bool):
             raise CodecError(f"compile must be True or False, got {self.compile!r}")
+        _check_int("data_memory", self.data_memory, 0, 2**62)
         if self.data not in DATA_PATHS:
             raise CodecError(f"unknown data path '{self.data}'; choose one of: "
                              f"{', '.join(DATA_PATHS)}")
@@ -213,11 +217,13 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
         mixed.load_state_dict(scaler)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint '{checkpoint}' is damaged: scaler state {e}") from e
-    resident = ResidentClips(videos, config, device) if settings.data == "resident" else None
+    clips = place_data(videos, config, device, settings.data, settings.data_memory)
     net = dist.wrap(ClipDecoder(model))
     if settings.compile:
         net = torch.compile(net)
     progress = progress and dist.is_main
+    if progress and isinstance(clips, StreamedClips):
+        tqdm.write(clips.describe())
     model.train()
     # One bar over every step left, so that its rate and ETA are those of the whole run.
     bar = tqdm(total=(settings.epochs - first) * steps, unit="step", disable=not progress,
@@ -225,8 +231,8 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
     for epoch in range(first, settings.epochs):
         order = torch.randperm(len(refs), generator=sampler).tolist()
         bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
-        batches = resident.epoch(order, settings.batch_size, dist.rank, dist.world_size) \
-            if resident is not None else \
+        batches = clips.epoch(order, settings.batch_size, dist.rank, dist.world_size) \
+            if clips is not None else \
             _host_batches(videos, refs, order, settings.batch_size, config, dist)
         totals = torch.zeros(3, dtype=torch.float64, device=device)   # loss*frames, PSNR, frames
         window: list[torch.Tensor] = []        # losses of the steps since the last sync
