@@ -1,69 +1,150 @@
-"""Rate-distortion sweep: D-NeRV at several model sizes / weight bits beside x264 and x265.
+"""Rate-distortion on real video: D-NeRV at several target rates beside x264 and x265.
 
-Each size is trained once; its other bit depths re-quantise the same weights (``encode``
-with ``keep_checkpoint`` / ``resume``). Every point is a real .dnerv file measured by ``eval``;
-the anchors are coded once, on the same frames. Writes ``rd.csv``, ``rd.png`` and the table under ``--out``.
+Every D-NeRV point is its own encode with ``target_bpp`` (the rate target picks the widths
+and keyframe quality, every byte of the file counted), trained for the same epochs; every
+point is a real ``.dnerv`` file measured by ``evaluate``. The anchors are real x264/x265
+files (preset medium by default) on the same frames, in yuv444p and yuv420p, coded once.
 
-    python benches/rate_distortion.py carphone.mp4 --out rd-carphone --points tiny:8 tiny:6 \\
-        --epochs 60 --crf 18 23 28 33 38
+Writes under ``--out``: ``rd.csv`` (every row), ``rd.png`` (the curves), ``rd.md`` (the
+table, the CPU time of each encode, and how far D-NeRV lies from each anchor: the anchor's
+PSNR at D-NeRV's rate, log-rate interpolated, and where the curves cross when they do),
+``rd.json`` (the same numbers for tools) and one CompressAI results file per codec.
+
+    python benches/rate_distortion.py carphone.mp4 --out rd-carphone \\
+        --targets 0.05 0.1 0.2 --epochs 60 --crf 24 30 36 42
 """
 from __future__ import annotations
 
 import argparse
-import shutil
+import json
+import math
 import time
 from pathlib import Path
 
+import numpy as np
+
 from dnerv_fast.atomic import atomic_dir
-from dnerv_fast.codec.evaluate import evaluate
+from dnerv_fast.codec.evaluate import DNERV, Row, evaluate
 from dnerv_fast.codec.pipeline import encode
-from dnerv_fast.codec.report import format_table, write_csv, write_plot
+from dnerv_fast.codec.rate import RatePlan
+from dnerv_fast.codec.report import format_table, write_csv, write_json, write_plot
 
 
-def _point(text: str) -> tuple[str, int]:
-    size, _, bits = text.partition(":")
-    return size, int(bits or 8)
+def _overall(rows: list[Row], method: str) -> list[Row]:
+    return sorted((r for r in rows if r.video == "ALL" and r.method == method),
+                  key=lambda r: r.bpp)
+
+
+def _choice(plan: RatePlan) -> str:
+    """The network and keyframe quality a rate plan chose, in one short cell."""
+    c = plan.network.config
+    return (f"{plan.network.parameters:,} params (fc {c.fc_dim}, stem {c.stem_dim}), "
+            f"keyframe q {plan.quality}, {plan.keyframe_bytes / plan.predicted_bytes:.0%} keyframes")
+
+
+def psnr_at(curve: list[Row], bpp: float) -> float | None:
+    """The curve's PSNR at ``bpp`` (PSNR linear in log bpp), None outside its range."""
+    if len(curve) < 2 or not curve[0].bpp <= bpp <= curve[-1].bpp:
+        return None
+    return float(np.interp(math.log(bpp), [math.log(r.bpp) for r in curve],
+                           [r.psnr for r in curve]))
+
+
+def crossings(dnerv: list[Row], anchor: list[Row]) -> list[float]:
+    """bpp where the two curves cross, over the rates both cover (log bpp, linear pieces)."""
+    lo = max(dnerv[0].bpp, anchor[0].bpp) if dnerv and anchor else 1.0
+    hi = min(dnerv[-1].bpp, anchor[-1].bpp) if dnerv and anchor else 0.0
+    if len(dnerv) < 2 or len(anchor) < 2 or hi <= lo:
+        return []
+    grid = np.exp(np.linspace(math.log(lo), math.log(hi), 400))
+    gap = np.array([psnr_at(dnerv, b) - psnr_at(anchor, b) for b in grid])
+    return [float(grid[i]) for i in range(1, len(grid)) if np.sign(gap[i]) != np.sign(gap[i - 1])]
+
+
+def comparison(rows: list[Row]) -> list[dict]:
+    """For each D-NeRV point and anchor: the anchor's PSNR at that rate and the gap."""
+    dnerv = _overall(rows, DNERV)
+    out = []
+    for method in dict.fromkeys(r.method for r in rows if r.method != DNERV):
+        anchor = _overall(rows, method)
+        for point in dnerv:
+            at = psnr_at(anchor, point.bpp)
+            out.append({"anchor": method, "bpp": point.bpp, "dnerv_psnr": point.psnr,
+                        "anchor_psnr": at, "gap_db": None if at is None else point.psnr - at})
+        out.append({"anchor": method, "crossings_bpp": crossings(dnerv, anchor)})
+    return out
+
+
+def report(rows: list[Row], encodes: list[dict], compared: list[dict], command: str) -> str:
+    lines = ["```", command, "```", "", format_table(rows), "",
+             "| target bpp | file bpp | PSNR (dB) | network | encode CPU s | wall s |",
+             "|---|---|---|---|---|---|"]
+    for e in encodes:
+        lines.append(f"| {e['target_bpp']:g} | {e['bpp']:.4f} | {e['psnr']:.2f} | "
+                     f"{e['choice']} | {e['cpu_s']:.0f} | {e['wall_s']:.0f} |")
+    lines += ["", "| anchor | D-NeRV bpp | D-NeRV PSNR | anchor PSNR at that bpp | gap (dB) |",
+              "|---|---|---|---|---|"]
+    for c in compared:
+        if "crossings_bpp" in c:
+            cross = ", ".join(f"{b:.4f}" for b in c["crossings_bpp"]) or "none in the common range"
+            lines.append(f"| {c['anchor']} | curves cross at bpp: {cross} | | | |")
+        else:
+            at = "outside its curve" if c["anchor_psnr"] is None else f"{c['anchor_psnr']:.2f}"
+            gap = "" if c["gap_db"] is None else f"{c['gap_db']:+.2f}"
+            lines.append(f"| {c['anchor']} | {c['bpp']:.4f} | {c['dnerv_psnr']:.2f} | {at} | {gap} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("videos", nargs="+")
-    parser.add_argument("--out", type=Path, required=True, help="folder for files, CSV and plot")
-    parser.add_argument("--points", nargs="+", type=_point, default=[("tiny", 8)],
-                        help="SIZE:BITS per D-NeRV point (default tiny:8)")
+    parser.add_argument("videos", nargs="+", help="video files or frame folders, one network")
+    parser.add_argument("--out", type=Path, required=True, help="folder for files, tables, plot")
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.05, 0.1, 0.2],
+                        help="D-NeRV target bits per pixel, one encode each")
+    parser.add_argument("--size", default="tiny", help="configuration whose widths are scaled")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-frames", type=int)
-    parser.add_argument("--keyframe-codec", default="webp")
-    parser.add_argument("--keyframe-quality", type=int)
-    parser.add_argument("--crf", type=int, nargs="+", default=[18, 23, 28, 33, 38])
+    parser.add_argument("--keyframe-codec", help="default: the encoder's default")
+    parser.add_argument("--crf", type=int, nargs="+", default=[24, 30, 36, 42])
+    parser.add_argument("--pix-fmt", nargs="+", default=["yuv444p", "yuv420p"])
+    parser.add_argument("--preset", default="medium")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    command = "python benches/rate_distortion.py " + " ".join(argv or __import__("sys").argv[1:])
+    codec = {} if args.keyframe_codec is None else {"keyframe_codec": args.keyframe_codec}
 
-    rows = []
+    rows: list[Row] = []
+    encodes = []
     with atomic_dir(args.out, args.overwrite) as tmp:
-        trained: dict[str, Path] = {}  # size -> kept float checkpoint of its first point
-        for i, (size, bits) in enumerate(args.points):
-            start = time.perf_counter()
-            path = tmp / f"{size}-{bits}bit.dnerv"
-            if size in trained:  # same network, other bits: re-quantise, no training
-                shutil.copyfile(trained[size], f"{path}.ckpt")
-            encode(args.videos, path, size=size, epochs=args.epochs, bits=bits,
-                   batch_size=args.batch_size, max_frames=args.max_frames,
-                   keyframe_codec=args.keyframe_codec, keyframe_quality=args.keyframe_quality,
-                   resume=size in trained, keep_checkpoint=size not in trained)
-            trained.setdefault(size, Path(f"{path}.ckpt"))
-            print(f"{size} {bits}-bit: encoded in {time.perf_counter() - start:.0f} s", flush=True)
+        for i, target in enumerate(args.targets):
+            path = tmp / f"dnerv-{target:g}bpp.dnerv"
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = encode(args.videos, path, size=args.size, epochs=args.epochs,
+                            target_bpp=target, batch_size=args.batch_size,
+                            max_frames=args.max_frames, **codec)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             # The anchors do not depend on the point: code them with the first one only.
-            rows += evaluate(path, args.videos, crfs=args.crf if i == 0 else (),
-                             anchors=("x264", "x265"), progress=False)
-        for checkpoint in trained.values():
-            checkpoint.unlink()
+            got = evaluate(path, args.videos, crfs=args.crf if i == 0 else (),
+                           anchors=("x264", "x265"), preset=args.preset, progress=False,
+                           pix_fmts=args.pix_fmt)
+            rows += got
+            overall = _overall(got, DNERV)[0]
+            plan = result.rate_plan
+            encodes.append({"target_bpp": target, "bpp": overall.bpp, "psnr": overall.psnr,
+                            "choice": "" if plan is None else _choice(plan),
+                            "cpu_s": cpu, "wall_s": wall, "epochs": args.epochs})
+            print(f"target {target:g} bpp: {overall.bpp:.4f} bpp, {overall.psnr:.2f} dB, "
+                  f"{cpu:.0f} CPU s", flush=True)
+        compared = comparison(rows)
         write_csv(rows, tmp / "rd.csv")
         write_plot(rows, tmp / "rd.png")
-        table = format_table(rows)
-        (tmp / "rd.txt").write_text(table + "\n")
-    print(table)
+        write_json(rows, tmp / "compressai")
+        text = report(rows, encodes, compared, command)
+        (tmp / "rd.md").write_text(text)
+        (tmp / "rd.json").write_text(json.dumps({"encodes": encodes, "comparison": compared},
+                                                indent=1))
+    print(text)
     return 0
 
 

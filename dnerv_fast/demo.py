@@ -53,7 +53,7 @@ def run_demo(args: argparse.Namespace) -> int:
               f"({', '.join(v.name for v in videos)}; {raw:,} bytes of raw RGB): "
               f"{shown / 'videos'}")
         result = encode(paths, tmp / "demo.dnerv", size="tiny", epochs=args.epochs,
-                        batch_size=4, lr=DEMO_LR, keyframe_codec="webp",
+                        batch_size=4, lr=DEMO_LR,
                         target_bpp=args.target_bpp, progress=not args.quiet, measure=True)
         print(f"2/4 encoded {shown / 'demo.dnerv'}: {result.file_bytes:,} bytes, "
               f"{result.bpp:.4f} bpp (target {args.target_bpp:g}), {result.file_bytes / raw:.1%} "

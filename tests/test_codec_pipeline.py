@@ -189,13 +189,14 @@ def test_each_keyframe_is_decoded_once_per_encode(tmp_path, monkeypatch):
     from dnerv_fast.media import keyframes
     from dnerv_fast.media.synthetic import moving_pattern
     src = write_video(moving_pattern(10, 64, 64, name="clip").frames, tmp_path / "clip.mp4")
-    webp, sizes = keyframes.CODECS["webp"], []
+    default, sizes = keyframes.CODECS[keyframes.DEFAULT_CODEC], []
 
     def counted(data, size):
         sizes.append(size)
-        return webp.decode(data, size)
+        return default.decode(data, size)
 
-    monkeypatch.setitem(keyframes.CODECS, "webp", dataclasses.replace(webp, decode=counted))
+    monkeypatch.setitem(keyframes.CODECS, keyframes.DEFAULT_CODEC,
+                        dataclasses.replace(default, decode=counted))
     result = encode([src], tmp_path / "clip.dnerv", epochs=1, batch_size=2, progress=False,
                     measure=True)
     assert sizes == [(64, 64)] * 3            # frames 0, 8 and 9: trained on and measured

@@ -53,3 +53,10 @@ def test_the_cli_spells_the_anchor_pixel_formats_of_the_codec():
     from dnerv_fast.codec.commands import ANCHOR_PIX_FMTS
 
     assert tuple(ANCHOR_PIX_FMTS) == PIX_FMTS
+
+
+def test_the_cli_spells_the_keyframe_codecs_default_first():
+    from dnerv_fast.codec.commands import KEYFRAME_CODECS
+    from dnerv_fast.media.keyframes import CODECS, DEFAULT_CODEC
+
+    assert sorted(KEYFRAME_CODECS) == sorted(CODECS) and KEYFRAME_CODECS[0] == DEFAULT_CODEC

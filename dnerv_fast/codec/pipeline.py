@@ -17,7 +17,8 @@ from dnerv_fast.codec.bitstream import (FORMAT_VERSION, Container, bits_per_pixe
 from dnerv_fast.errors import (CodecError, Interrupted, OutputExistsError,
                                OutputPathError, UsageError)
 from dnerv_fast.codec.header import FORMAT_NAME, keyframe_count, parse_header
-from dnerv_fast.media.keyframes import code_keyframe, decode_keyframe, get_codec
+from dnerv_fast.media.keyframes import (DEFAULT_CODEC as DEFAULT_KEYFRAME_CODEC, code_keyframe,
+                                        decode_keyframe, get_codec)
 from dnerv_fast.codec.quantize import check_bits, check_prune
 from dnerv_fast.codec.names import safe_names
 from dnerv_fast.codec.qat import QAT_LR_FACTOR, attach, detach, qat_epochs
@@ -136,7 +137,7 @@ def _plan_rate(target_bpp: float, inputs: list[Video], base: ModelConfig, codec:
 
 
 def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, size: str = "tiny",
-           epochs: int = 100, keyframe_codec: str = "webp", keyframe_quality: int | None = None,
+           epochs: int = 100, keyframe_codec: str = DEFAULT_KEYFRAME_CODEC, keyframe_quality: int | None = None,
            bits: int = 8, prune: float = 0.0, batch_size: int = 8, lr: float = 5e-4,
            loss: str = "uvg", seed: int = 0, max_frames: int | None = None,
            resume: bool = False, checkpoint_every: int = 0, keep_checkpoint: bool = False,
