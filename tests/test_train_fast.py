@@ -2,11 +2,13 @@
 back every N steps gives today's numbers exactly; mixed precision stays near fp32; the
 compiled clip decoder agrees with the eager one."""
 import os
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from checkpoint_hooks import copy_checkpoint_after
 from dnerv_fast.clips.data import all_clips, keyframe_images, make_batch, prepare_video
 from dnerv_fast.errors import CodecError
 from dnerv_fast.media.keyframes import encode_keyframe
@@ -155,6 +157,23 @@ def test_fp16_scaler_state_is_checkpointed(videos, tmp_path):
     more = TrainSettings(epochs=2, batch_size=4, precision="fp16")
     with pytest.raises(CodecError, match="other settings"):     # epochs differ: still checked
         train(DNeRV(CONFIG), videos, more, checkpoint=ckpt, resume=True, progress=False)
+
+
+def test_fp16_resume_continues_with_the_scaler_state(videos, tmp_path, monkeypatch):
+    settings = TrainSettings(epochs=2, batch_size=4, precision="fp16")
+    ckpt, saved = tmp_path / "run.ckpt", tmp_path / "after1.ckpt"
+    copy_checkpoint_after(monkeypatch, 1, saved)
+    torch.manual_seed(0)
+    straight = train(DNeRV(CONFIG), videos, settings, checkpoint=ckpt, checkpoint_every=1,
+                     progress=False)
+    monkeypatch.undo()
+    final = torch.load(ckpt, weights_only=True)["scaler"]
+    assert torch.load(saved, weights_only=True)["scaler"] != final    # the tracker grew
+    shutil.copy(saved, ckpt)
+    resumed = train(DNeRV(CONFIG), videos, settings, checkpoint=ckpt, resume=True,
+                    progress=False)
+    assert resumed == straight
+    assert torch.load(ckpt, weights_only=True)["scaler"] == final
 
 
 @pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("DNERV_TEST_COMPILE")),
