@@ -142,7 +142,8 @@ def _step(net: torch.nn.Module, batch: Batch, kind: str, weight: float, dist: Di
     float64 [loss, loss * frames, PSNR sum, frames] of the whole batch, left on the device."""
     with mixed.autocast():
         output = run_batch(net, batch)
-    output = output.float()                     # the loss and its sums in fp32
+    # The loss and its sums in fp32 at least (a float64 model's stay float64).
+    output = output.to(torch.promote_types(output.dtype, torch.float32))
     device, dtype = output.device, output.dtype
     assert batch.target is not None and batch.kept is not None, "training batches have targets"
     kept, target = batch.kept.to(device), batch.target.to(device, dtype)
