@@ -3,8 +3,8 @@
 ``python benches/gpu_acceptance.py [--out DIR]`` (default ``acceptance/``). On a CUDA machine it
 
 1. builds / loads every backend (the CUDA extension compiles here, Triton imports),
-2. runs the GPU parity tests (tests/test_ops_cuda.py, test_ops_triton.py, test_model_backends.py,
-   test_ops_compile.py),
+2. runs the GPU parity tests (tests/test_ops_parity.py, test_ops_cuda.py, test_ops_triton.py,
+   test_model_backends.py, test_ops_compile.py),
 3. times the fused ops against eager and ``torch.compile`` at the 128x160 and 256x320 stages
    (forward, and forward + backward at the largest stage), next to a measured copy bandwidth,
 4. times whole-model decoding (eager fp32, torch.compile, each fused backend eager and
@@ -97,8 +97,8 @@ def step_build(_: Path) -> dict[str, Any]:
 def step_parity(_: Path) -> dict[str, Any]:
     if not HAS_CUDA:
         raise Skipped("needs CUDA (on CPU the same tests run in CI under the interpreter)")
-    return _pytest(["tests/test_ops_cuda.py", "tests/test_ops_triton.py", "tests/test_model_backends.py",
-                    "tests/test_ops_compile.py", "-x"], timeout=900)
+    return _pytest(["tests/test_ops_parity.py", "tests/test_ops_cuda.py", "tests/test_ops_triton.py",
+                    "tests/test_model_backends.py", "tests/test_ops_compile.py", "-x"], timeout=900)
 
 
 def _copy_bandwidth_gbs() -> float:
