@@ -16,7 +16,7 @@ setup(
     packages=find_packages(include=["dnerv_fast", "dnerv_fast.*"]),
     package_data={"dnerv_fast.csrc": ["*.h", "*.cpp", "*.cu", "*.cuh"]},
     install_requires=[
-        "torch>=2.1",  # install the CPU or CUDA build you want first (see the README)
+        "torch>=2.4",  # autocast queries by device type; install the CPU or CUDA build first (README)
         "numpy>=1.24",
         "ninja>=1.11",
         "av>=12",
