@@ -4,7 +4,10 @@ import sys
 
 from dnerv_fast.allocator import keep_large_blocks_on_heap
 
-# The research-code-layout D-NeRV forward (tests/composed_dnerv.py) is a baseline here too.
+# Benches import test helpers as plain modules: the research-code-layout D-NeRV forward
+# (tests/composed_dnerv.py), a baseline here too, and the op case builders (tests/op_cases.py),
+# so a benchmark times the inputs the parity tests check. One folder of helpers, not a second
+# copy inside the package: they are test code, and the wheel should not ship them.
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "tests"))
 
 # DNERV_BENCH_MALLOC=heap runs every variant the way the dnerv-fast commands run (big blocks

@@ -13,20 +13,20 @@ import pytest
 import torch
 
 import dnerv_fast.ops as ops
+from op_cases import moved, op_args  # tests/ is on sys.path (benches/conftest.py)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 BACKEND = ops.resolve(DEVICE)[0]
 pytestmark = pytest.mark.skipif(BACKEND == "reference", reason=f"no fast backend on {DEVICE}")
 
 
+# Tiny shapes, built by the tests' case builder (tests/op_cases.py).
+SHAPES = {"flow_warp": (1, 2, 2, 3, 4), "saf_modulate": (1, 2, 2, 3, 4, 4),
+          "upsample_tail": (1, 2, 2, 3, 4, 2)}
+
+
 def _inputs(op: str) -> list:
-    def r(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, device=DEVICE)
-    if op == "flow_warp":
-        return [r(1, 2, 3, 4), r(1, 2, 3, 4), r(1, 4, 2, 3, 4), torch.rand(1, 2, device=DEVICE)]
-    if op == "saf_modulate":
-        return [r(1, 2, 2, 3, 4), r(1, 4, 2, 3, 4), r(4, 4), r(4)]
-    return [r(1, 8, 2, 3, 4), r(8), 2, r(4, 2), r(4)]
+    return moved(op_args(op, SHAPES[op], seed=0), DEVICE, torch.float32)
 
 
 def _variant(op: str, how: str):

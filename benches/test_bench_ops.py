@@ -17,6 +17,7 @@ import torch
 
 import dnerv_fast.ops as ops
 from dnerv_fast.ops import reference
+from op_cases import moved, op_args  # tests/ is on sys.path (benches/conftest.py)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 B, T = 1, 8
@@ -43,29 +44,18 @@ def _backends() -> list[str]:
 IMPLS = _backends()
 
 
-def _rand(*shape: int, scale: float = 1.0) -> torch.Tensor:
-    return torch.randn(*shape, device=DEVICE) * scale
-
-
-def warp_inputs(C: int, H: int, W: int) -> list:
-    return [_rand(B, C, H, W), _rand(B, C, H, W), _rand(B, 4, T, H, W, scale=2.0),
-            torch.rand(B, T, device=DEVICE)]
-
-
-def saf_inputs(C: int, H: int, W: int) -> list:
-    return [_rand(B, C, T, H, W), _rand(B, SAF_K, T, H, W), _rand(2 * C, SAF_K, scale=SAF_K ** -0.5),
-            _rand(2 * C, scale=0.1)]
-
-
-def tail_inputs(C: int, H: int, W: int, s: int) -> list:
-    return [_rand(B, C * s * s, T, H, W), _rand(C * s * s, scale=0.1), s, _rand(C * T, T, scale=T ** -0.5),
-            _rand(C * T, scale=0.1)]
+def _inputs(op: str, *shape: int) -> list:
+    """The tests' case builder (tests/op_cases.py), in float32 on the device."""
+    kw = {"flow_scale": 2.0} if op == "flow_warp" else {}
+    return moved(op_args(op, shape, seed=0, **kw), DEVICE, torch.float32)
 
 
 CASES = {
-    "flow_warp": [(f"C{c}@{h}x{w}", functools.partial(warp_inputs, c, h, w)) for c, h, w in WARP_STAGES],
-    "saf_modulate": [(f"C{c}@{h}x{w}", functools.partial(saf_inputs, c, h, w)) for c, h, w in SAF_STAGES],
-    "upsample_tail": [(f"C{c}@{h}x{w}-s{s}", functools.partial(tail_inputs, c, h, w, s))
+    "flow_warp": [(f"C{c}@{h}x{w}", functools.partial(_inputs, "flow_warp", B, c, T, h, w))
+                  for c, h, w in WARP_STAGES],
+    "saf_modulate": [(f"C{c}@{h}x{w}", functools.partial(_inputs, "saf_modulate", B, c, T, h, w, SAF_K))
+                     for c, h, w in SAF_STAGES],
+    "upsample_tail": [(f"C{c}@{h}x{w}-s{s}", functools.partial(_inputs, "upsample_tail", B, c, T, h, w, s))
                       for c, h, w, s in TAIL_STAGES],
 }
 

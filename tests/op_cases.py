@@ -100,6 +100,11 @@ def op_args(op: str, shape: Sequence[int], seed: int, **kw: float) -> list:
     return [y, cb, s, tw, tb]
 
 
+def moved(args: Sequence, device: str | torch.device, dtype: torch.dtype) -> list:
+    """``args`` with every tensor on ``device`` at ``dtype`` (other arguments unchanged)."""
+    return [a.to(device, dtype) if isinstance(a, torch.Tensor) else a for a in args]
+
+
 def off_grid(flow: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Round flow to ``dtype`` and move values within 0.05 of a whole pixel off it by 0.25.
 

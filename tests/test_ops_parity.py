@@ -23,8 +23,8 @@ import torch
 
 from dnerv_fast.ops import registry
 from op_cases import (SAF_SHAPES, TAIL_SHAPES, TOLERANCES, WARP_SHAPES, assert_parity,
-                      channels_last, fresh_seed, off_grid, op_args, reference_op, reported_seed,
-                      strided)
+                      channels_last, fresh_seed, moved, off_grid, op_args, reference_op,
+                      reported_seed, strided)
 
 F64, F32, F16, BF16 = torch.float64, torch.float32, torch.float16, torch.bfloat16
 LAYOUTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -152,8 +152,7 @@ def _loaded(backend: str) -> tuple[ModuleType, str]:
 
 def _skip_unless_supported(backend: str, module: ModuleType, op: str, args: list,
                            dtype: torch.dtype, device: str) -> None:
-    probe = [a.to(device, dtype) if isinstance(a, torch.Tensor) else a for a in args]
-    reasons = registry.not_supported_reasons(backend, module, op, probe)
+    reasons = registry.not_supported_reasons(backend, module, op, moved(args, device, dtype))
     if reasons:
         pytest.skip(f"backend {backend!r} declines this call: {'; '.join(reasons)}")
 
