@@ -16,7 +16,7 @@ Big Buck Bunny, each frame centre-cropped to a square and resized (antialiased) 
 one patch of the ``tiny`` configuration, whose widths the rate targets scale for both models.
 The resized frames are the ground truth (written as PNG folders, losslessly).
 
-Rates: ``--bpp`` targets (default 1.5, 3 and 6; below about 1.1 bpp no per-video D-NeRV
+Rates: ``--bpp`` targets (default 1.5, 3 and 5; below about 1.1 bpp no per-video D-NeRV
 fits its 131k pixels); each model is sized by its rate target and lands within ~15% of it,
 so the tables and plot show the bytes each really wrote. MS-SSIM is
 :func:`dnerv_fast.metrics.ms_ssim` (64x64 frames: its reflect-padded variant).
@@ -30,8 +30,9 @@ the package, so this file holds its rate target (the D-NeRV width ladder of
 (the package's loss, learning-rate schedule and AdamW settings) and its byte count.
 
 Writes ``paper_claims.json`` (every run), ``paper_claims.md`` (means and spreads) and
-``paper_claims.png`` under ``--out``. The full run (3 rates x 2 seeds, 30 epochs, 12 videos
-of 32 frames; estimated 70-90 minutes on 2 CPU cores from 1-epoch probes, not yet run):
+``paper_claims.png`` under ``--out``. The full run (3 rates x 2 seeds, 25 epochs, 12 videos
+of 32 frames; not yet run: estimated at 75-95 minutes on 2 busy CPU cores from 1-epoch probes
+of every method and a 30-epoch NeRV at 1.5 bpp, 174 s to 22.5 dB):
 
     python benches/paper_claims.py --out paper-claims
 
@@ -79,7 +80,7 @@ SOURCES = {
 }
 CLIP = 8                                # frames per classifier clip (one model clip)
 SIZE = 64                               # frame side: one patch of the tiny configuration
-FULL = {"bpp": [1.5, 3.0, 6.0], "seeds": [0, 1], "epochs": 30, "videos_per_source": 3,
+FULL = {"bpp": [1.5, 3.0, 5.0], "seeds": [0, 1], "epochs": 25, "videos_per_source": 3,
         "frames": 32, "classifier_epochs": 30}
 QUICK = {"bpp": [4.0], "seeds": [0], "epochs": 2, "videos_per_source": 2, "frames": 8,
          "classifier_epochs": 2}
