@@ -80,7 +80,8 @@ def _read_weights(wgts: bytes, shapes: dict[str, tuple[int, ...]], bits: int
 def test_a_reader_following_the_format_document(tmp_path):
     src = write_video(moving_pattern(10, 64, 64, name="clip").frames, tmp_path / "clip.mp4")
     path = tmp_path / "clip.dnerv"
-    encode([src], path, epochs=1, batch_size=2, bits=6, prune=0.5, progress=False)
+    encode([src], path, epochs=1, batch_size=2, bits=6, prune=0.5, progress=False,
+           keyframe_codec="webp")
     data = path.read_bytes()
 
     assert data[:8] == b"DNERVF\x1a\n" and struct.unpack_from("<HH", data, 8) == (2, 3)
