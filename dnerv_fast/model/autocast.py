@@ -28,8 +28,9 @@ R = TypeVar("R")
 
 
 def autocast_dtype(device_type: str) -> torch.dtype | None:
-    """The type autocast computes in on ``device_type``, None where it is off."""
-    if torch.is_autocast_enabled(device_type):
+    """The type autocast computes in on ``device_type``, None where it is off (or where
+    autocast does not exist, such as the meta device that shape-only runs use)."""
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
     return None
 
