@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    command = "python benches/rate_distortion.py " + " ".join(argv or __import__("sys").argv[1:])
+    command = "python benches/rate_distortion.py " + " ".join(sys.argv[1:] if argv is None else argv)
     codec = {} if args.keyframe_codec is None else {"keyframe_codec": args.keyframe_codec}
 
     rows: list[Row] = []
