@@ -12,11 +12,18 @@ from dnerv_fast.media.synthetic import moving_pattern
 from dnerv_fast.media.video_io import write_video
 
 
-def test_eval_command_writes_json_and_names_the_variant(tmp_path, capsys):
-    video = moving_pattern(9, 64, 64, name="clip")
-    src = write_video(video.frames, tmp_path / "clip.mp4")
-    path = tmp_path / "clip.dnerv"
+@pytest.fixture(scope="module")
+def encoded_clip(tmp_path_factory):
+    """A 9-frame 64x64 clip and its one-epoch .dnerv file: (file, source video)."""
+    folder = tmp_path_factory.mktemp("clip")
+    src = write_video(moving_pattern(9, 64, 64, name="clip").frames, folder / "clip.mp4")
+    path = folder / "clip.dnerv"
     encode([src], path, epochs=1, batch_size=3, progress=False)
+    return path, src
+
+
+def test_eval_command_writes_json_and_names_the_variant(encoded_clip, tmp_path, capsys):
+    path, src = encoded_clip
     out = tmp_path / "rd"
     assert main(["eval", str(path), str(src), "--anchors", "x264", "--crf", "40",
                  "--json", str(out), "-q"]) == 0
@@ -35,11 +42,8 @@ def test_eval_command_writes_json_and_names_the_variant(tmp_path, capsys):
     assert (out / "x264.json").stat().st_mtime_ns == stamp
 
 
-def test_yuv420p_anchors_are_their_own_curve(tmp_path, capsys):
-    video = moving_pattern(9, 64, 64, name="clip")
-    src = write_video(video.frames, tmp_path / "clip.mp4")
-    path = tmp_path / "clip.dnerv"
-    encode([src], path, epochs=1, batch_size=3, progress=False)
+def test_yuv420p_anchors_are_their_own_curve(encoded_clip, tmp_path):
+    path, src = encoded_clip
     out = tmp_path / "rd"
     assert main(["eval", str(path), str(src), "--anchors", "x265", "--crf", "40",
                  "--pix-fmt", "yuv444p", "yuv420p", "--json", str(out), "-q"]) == 0
