@@ -453,6 +453,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def write_results(runs: Sequence[Run], clips: Sequence[Clip], original: list[float],
+                  args: argparse.Namespace, seconds: float) -> dict[str, Any]:
+    """Write ``paper_claims.{json,md,png}`` for the runs so far; returns the JSON's content."""
+    result = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "videos": [{"name": c.name, "source": c.source, "frames": len(c.frames),
+                          "held_out": c.held_out} for c in clips],
+              "original_accuracy": original, "runs": [asdict(r) for r in runs],
+              "seconds": seconds}
+    (args.out / "paper_claims.json").write_text(json.dumps(result, indent=1))
+    (args.out / "paper_claims.md").write_text(markdown(runs, original, args))
+    plot(runs, original, args.out / "paper_claims.png")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; returns what ``paper_claims.json`` holds."""
     args = parse_args(argv)
@@ -467,19 +481,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              for c in clips]
     example = load_example()
     original = [accuracy(example, [c.frames for c in clips], clips, s, args) for s in args.seeds]
-    runs = []
+    runs: list[Run] = []
     for bpp in args.bpp:
         for seed in args.seeds:
             print(f"target {bpp:g} bpp, seed {seed}", flush=True)
             runs += run_point(clips, paths, work, bpp, seed, example, args)
-    result = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "videos": [{"name": c.name, "source": c.source, "frames": len(c.frames),
-                          "held_out": c.held_out} for c in clips],
-              "original_accuracy": original, "runs": [asdict(r) for r in runs],
-              "seconds": time.perf_counter() - start}
-    (args.out / "paper_claims.json").write_text(json.dumps(result, indent=1))
-    (args.out / "paper_claims.md").write_text(markdown(runs, original, args))
-    plot(runs, original, args.out / "paper_claims.png")
+            # Written after every point, so a run cut short keeps what it finished.
+            result = write_results(runs, clips, original, args, time.perf_counter() - start)
     print(f"wrote {args.out}/paper_claims.{{json,md,png}} in {result['seconds']:.0f} s")
     return result
 
