@@ -184,7 +184,7 @@ def step_train_benchmarks(out_dir: Path) -> dict[str, Any]:
         rows = {b["name"].replace("test_", ""): b["extra_info"]
                 for b in json.loads(path.read_text())["benchmarks"]}
         hours = next(info["uvg_1600_epoch_hours"] for name, info in rows.items()
-                     if "uvg-M" in name and "resident" in name)
+                     if "uvg-M" in name)
         print(f"[train_benchmarks] {dtype}: projected 1600-epoch UVG-M encode on one GPU: "
               f"{hours:.1f} h", flush=True)
         result[dtype] = {**run, "rows": rows, "uvg_m_1600_epoch_hours": hours}

@@ -2,19 +2,24 @@
 (data resident on the device, a sync every 50 steps), and the share of step time spent
 outside forward, backward and the optimiser (goal: under 2%).
 
-Each variant runs one epoch of ``train()`` over a synthetic video of exactly ``STEPS`` batches
-(setup included: it is part of every encode). ``compute`` is the floor: the same forward,
-backward and optimiser steps on batches gathered beforehand, with no data work and no sync
-but the last; ``outside share = 1 - compute / loop``.
+Each loop runs one epoch of ``train()`` over a synthetic video of exactly ``STEPS`` batches,
+its setup included (placing the data, the optimiser: part of every encode, so the share is
+an upper bound). ``compute`` is the floor: the same forward, backward and optimiser steps on
+batches gathered beforehand, with no data work and no sync but the last;
+``outside share = 1 - compute / loop``, from medians over ``ROUNDS`` rounds (after one
+warm-up round), each round running all three in turn.
 Run: ``pytest benches/test_bench_train.py --benchmark-enable -s`` (``DNERV_BENCH_TRAIN_SIZES``
-e.g. ``tiny,uvg-XS,uvg-M``; ``DNERV_BENCH_DTYPE`` fp32/bf16/fp16 as the training precision;
-``DNERV_BENCH_BATCH`` clips per step, default 8 on CUDA, 2 on the CPU).
+e.g. ``tiny,uvg-XS,uvg-M``; ``DNERV_BENCH_TRAIN_STEPS`` steps per epoch, 40 on CUDA, 4 on the
+CPU; ``DNERV_BENCH_ROUNDS`` (3); ``DNERV_BENCH_DTYPE`` fp32/bf16/fp16 as the training
+precision; ``DNERV_BENCH_BATCH`` clips per step, default 8 on CUDA, 2 on the CPU).
 """
 from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
+from typing import Callable
 
 import pytest
 import torch
@@ -35,9 +40,9 @@ SIZES = os.environ.get("DNERV_BENCH_TRAIN_SIZES", "tiny,uvg-XS").split(",")
 PRECISION = os.environ.get("DNERV_BENCH_DTYPE", "fp32")
 BATCH = int(os.environ.get("DNERV_BENCH_BATCH", "8" if DEVICE.type == "cuda" else "2"))
 STEPS = int(os.environ.get("DNERV_BENCH_TRAIN_STEPS", "40" if DEVICE.type == "cuda" else "4"))
+ROUNDS = int(os.environ.get("DNERV_BENCH_ROUNDS", "3"))
 # UVG as the paper trains it (SPEC): 7 videos, 6 of 600 frames and 1 of 300, 24 patches each.
 UVG_CLIPS_PER_EPOCH = 24 * (6 * math.ceil(600 / 8) + math.ceil(300 / 8))
-RESULTS: dict[str, dict[str, float]] = {}
 
 
 def _sync() -> None:
@@ -57,31 +62,22 @@ def workload(request):
     return request.param, prepare_video(video, model.config, "png", keys)
 
 
-def _record(size: str, name: str, seconds: float) -> None:
-    RESULTS.setdefault(size, {})[name] = seconds
-
-
-@pytest.mark.parametrize("loop", ["host", "resident"])
-def test_train_loop(benchmark, workload, loop):
-    size, video = workload
+def _loop_seconds(size: str, video, loop: str) -> float:
+    """One epoch of ``train()`` with the ``loop`` data path, setup included."""
     settings = TrainSettings(epochs=1, batch_size=BATCH, precision=PRECISION, data=loop,
                              sync_every=1 if loop == "host" else 50)
-
-    def run():
-        torch.manual_seed(0)
-        model = DNeRV.from_config(size).to(DEVICE)
-        _sync()
-        start = time.perf_counter()
-        train(model, [video], settings, progress=False)
-        _sync()
-        _record(size, loop, time.perf_counter() - start)
-
-    benchmark.pedantic(run, rounds=1, warmup_rounds=1)
-    _report(benchmark, size, loop)
+    torch.manual_seed(0)
+    model = DNeRV.from_config(size).to(DEVICE)
+    _sync()
+    start = time.perf_counter()
+    train(model, [video], settings, progress=False)
+    _sync()
+    return time.perf_counter() - start
 
 
-def test_compute_only(benchmark, workload):
-    size, video = workload
+def _compute_floor(size: str, video) -> Callable[[], float]:
+    """A function timing the same steps' forward, backward and optimiser on batches
+    gathered beforehand: no data work, no sync but the last."""
     torch.manual_seed(0)
     model = DNeRV.from_config(size).to(DEVICE)
     data = ResidentClips([video], model.config, DEVICE)
@@ -89,31 +85,44 @@ def test_compute_only(benchmark, workload):
     optimizer = make_optimizer(model.parameters(), 1e-4, PRECISION, DEVICE)
     mixed = Mixed(PRECISION, DEVICE)
     net = ClipDecoder(model)
+    dist = Distributed(device=DEVICE)
 
-    def run():
+    def seconds() -> float:
         _sync()
         start = time.perf_counter()
         for batch, weight in batches:
-            loss, _ = _step(net, batch, "uvg", weight, Distributed(device=DEVICE), mixed)
+            loss, _ = _step(net, batch, "uvg", weight, dist, mixed)
             mixed.step(loss, optimizer)
         _sync()
-        _record(size, "compute", time.perf_counter() - start)
-
-    benchmark.pedantic(run, rounds=1, warmup_rounds=1)
-    _report(benchmark, size, "compute")
+        return time.perf_counter() - start
+    return seconds
 
 
-def _report(benchmark, size: str, name: str) -> None:
-    seconds = RESULTS[size][name]
-    info = {"steps_per_s": STEPS / seconds, "frames_per_s": STEPS * BATCH * 8 / seconds,
-            "batch": BATCH, "precision": PRECISION, "device": str(DEVICE)}
-    if name == "resident":
-        info["uvg_1600_epoch_hours"] = 1600 * UVG_CLIPS_PER_EPOCH / (STEPS * BATCH / seconds) / 3600
-    if "compute" in RESULTS[size]:
-        for loop in ("host", "resident"):
-            if loop in RESULTS[size]:
-                info[f"{loop}_outside_share"] = 1 - RESULTS[size]["compute"] / RESULTS[size][loop]
+def test_train_loops(benchmark, workload):
+    """The three variants in turn in every round, so that they share the machine's drift;
+    pytest-benchmark times whole rounds, the per-variant medians are in ``extra_info``."""
+    size, video = workload
+    compute = _compute_floor(size, video)
+    times: dict[str, list[float]] = {"host": [], "resident": [], "compute": []}
+
+    def one_round() -> None:
+        times["host"].append(_loop_seconds(size, video, "host"))
+        times["resident"].append(_loop_seconds(size, video, "resident"))
+        times["compute"].append(compute())
+
+    benchmark.pedantic(one_round, rounds=ROUNDS, warmup_rounds=1)
+    median = {name: statistics.median(t[1:]) for name, t in times.items()}   # [0]: warm-up
+    info: dict[str, float | str | int] = {
+        "batch": BATCH, "steps": STEPS, "rounds": ROUNDS, "precision": PRECISION,
+        "device": str(DEVICE)}
+    for name, seconds in median.items():
+        info[f"{name}_s"] = seconds
+        info[f"{name}_steps_per_s"] = STEPS / seconds
+        info[f"{name}_frames_per_s"] = STEPS * BATCH * 8 / seconds
+    for loop in ("host", "resident"):
+        info[f"{loop}_outside_share"] = 1 - median["compute"] / median[loop]
+    info["uvg_1600_epoch_hours"] = \
+        1600 * UVG_CLIPS_PER_EPOCH / (STEPS * BATCH / median["resident"]) / 3600
     benchmark.extra_info.update(info)
-    print(f"\n{size} {name} ({PRECISION}, batch {BATCH}, {DEVICE}): "
-          + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                      for k, v in info.items()))
+    print(f"\n{size}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                    for k, v in info.items()))

@@ -101,3 +101,14 @@ def test_truth_lines_compare_with_raw_and_x264():
     assert "same PSNR" in lines[1] and lines[2].startswith("warning: the file is larger")
     low = Truth(10, 1000, 12.0, (AnchorPoint(51, 20.0, 5),)).lines()
     assert "lowest rate (CRF 51)" in low[1] and len(low) == 2
+
+
+def test_plan_lowers_keyframes_below_the_share_when_no_network_fits_beside_them():
+    # At 0.04 bpp quality 10's keyframes (6.5 kB) are within half the budget (15.2 kB), but
+    # the smallest network does not fit beside them; quality 5's do.
+    sizes = {90: 4000, 50: 1500, 10: 400, 5: 40}
+    budget = 0.04 * PIXELS / 8
+    smallest = next(rate.ladder(BASE, 8))
+    assert 700 + smallest.weight_bytes + 16 * 404 > budget
+    p = _plan(0.04, sizes, (90, 50, 10, 5))
+    assert p.quality == 5 and p.predicted_bytes <= budget

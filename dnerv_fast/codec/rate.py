@@ -15,11 +15,13 @@ The keyframes take the best candidate quality whose bytes stay within
 :data:`KEYFRAME_SHARE` of the budget (the paper's keyframes are 35-61% of its bits), or the
 lowest quality when none does; the network is then the largest of a ladder of widths, all
 four widths (``fc_dim``, ``stem_dim``, ``lower_width``, ``encoder_dim``) scaled together
-from the base configuration, whose predicted file fits the budget.
+from the base configuration, whose predicted file fits the budget. When not even the
+smallest network fits beside those keyframes, lower qualities are tried in turn.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -102,8 +104,9 @@ class RatePlan:
                 f"fc_dim={c.fc_dim} stem_dim={c.stem_dim} lower_width={c.lower_width} "
                 f"encoder_dim={c.encoder_dim} ({self.network.parameters:,} parameters, "
                 f"~{self.network.weight_bytes:,} B at {self.bits} bits)\n"
-                f"why: the best keyframe quality within {KEYFRAME_SHARE:.0%} of the budget, then "
-                f"the largest network that fits; predicted file {self.predicted_bytes:,} B = "
+                f"why: the best keyframe quality within {KEYFRAME_SHARE:.0%} of the budget (lower "
+                f"if the smallest network did not fit beside it), then the largest network "
+                f"that fits; predicted file {self.predicted_bytes:,} B = "
                 f"{self.predicted_bpp:.4f} bpp")
 
 
@@ -169,27 +172,30 @@ def plan(target_bpp: float, pixels: int, base: ModelConfig, bits: int, codec: st
     """
     target_bpp = check_target(target_bpp)
     budget = target_bpp * pixels / 8
-    chosen: tuple[int, list[bytes]] | None = None
-    for quality in (tuple(qualities) if qualities else QUALITY_LADDERS[codec]):
-        chosen = (quality, code_keyframes(quality))
-        if keyframe_section_bytes(chosen[1]) <= KEYFRAME_SHARE * budget:
-            break
-    assert chosen is not None
-    quality, keyframes = chosen
-    key_bytes = keyframe_section_bytes(keyframes)
-    best: tuple[Candidate, int] | None = None
-    for candidate in ladder(base, bits):
-        head = overhead(candidate.config, candidate.parameters, quality)
-        if head + candidate.weight_bytes + key_bytes > budget:
-            if best is None:
-                least = head + candidate.weight_bytes + key_bytes
-                raise CodecError(
-                    f"target {target_bpp:g} bpp ({budget:,.0f} bytes for {pixels:,} pixels) is "
-                    f"below what the smallest network can reach: {8 * least / pixels:.4f} bpp "
-                    f"({candidate.parameters:,} parameters at {bits} bits and {key_bytes:,} B "
-                    f"of keyframes at {codec} quality {quality}); ask for more, code longer "
-                    f"videos, or lower --bits")
-            break
-        best = (candidate, head)
-    assert best is not None
-    return RatePlan(target_bpp, pixels, best[0], bits, quality, keyframes, best[1])
+    ladder_qualities = tuple(qualities) if qualities else QUALITY_LADDERS[codec]
+    keyframes_at = functools.cache(code_keyframes)
+    # The best quality within the share; if the smallest network does not fit beside it,
+    # lower qualities in turn (a small network with worse keyframes beats no file at all).
+    start = next((i for i, q in enumerate(ladder_qualities) if keyframe_section_bytes(
+        keyframes_at(q)) <= KEYFRAME_SHARE * budget), len(ladder_qualities) - 1)
+    least = 0
+    for quality in ladder_qualities[start:]:
+        keyframes = keyframes_at(quality)
+        key_bytes = keyframe_section_bytes(keyframes)
+        best: tuple[Candidate, int] | None = None
+        for candidate in ladder(base, bits):
+            head = overhead(candidate.config, candidate.parameters, quality)
+            if head + candidate.weight_bytes + key_bytes > budget:
+                if best is None:
+                    least = head + candidate.weight_bytes + key_bytes
+                    smallest = candidate
+                break
+            best = (candidate, head)
+        if best is not None:
+            return RatePlan(target_bpp, pixels, best[0], bits, quality, keyframes, best[1])
+    raise CodecError(
+        f"target {target_bpp:g} bpp ({budget:,.0f} bytes for {pixels:,} pixels) is "
+        f"below what the smallest network can reach: {8 * least / pixels:.4f} bpp "
+        f"({smallest.parameters:,} parameters at {bits} bits and {key_bytes:,} B "
+        f"of keyframes at {codec} quality {quality}, the lowest offered); ask for more, "
+        f"code longer videos, or lower --bits")
