@@ -4,7 +4,9 @@ r"""The paper's three claims at small scale on real video (issue 15).
    whole ``.dnerv`` file (framing, header, weights, keyframes), NeRV's weights packed by the
    same coder with a header of the same kind (:func:`nerv_bytes`).
 2. One D-NeRV over all videos against one D-NeRV per video, each per-video file at the same
-   rate target, so the totals are the same bytes.
+   rate target, so the totals are the same bytes; the per-video models train the joint
+   model's epochs (the same compute, but a video's few clips make few steps) and, in a
+   second row, as many steps as the joint model (several times its compute).
 3. A classifier (``examples/train_classifier.py``'s tiny 3-D CNN) trained on 8-frame clips
    decoded from the D-NeRV file and from the NeRV of equal size, labelled by the source video
    each clip came from; accuracy on clips of held-out videos (the last video of every
@@ -88,7 +90,9 @@ FULL = {"bpp": [1.5, 3.0, 5.0], "seeds": [0, 1], "epochs": 25, "videos_per_sourc
         "frames": 32, "classifier_epochs": 30}
 QUICK = {"bpp": [4.0], "seeds": [0], "epochs": 2, "videos_per_source": 2, "frames": 8,
          "classifier_epochs": 2}
-DNERV, NERV, PER_VIDEO, ORIGINAL = "D-NeRV", "NeRV", "D-NeRV per video", "original"
+DNERV, NERV, ORIGINAL = "D-NeRV", "NeRV", "original"
+PER_VIDEO, PER_VIDEO_STEPS = "D-NeRV per video", "D-NeRV per video, equal steps"
+CLAIMS = ("1", "2", "3")
 
 
 @dataclass
@@ -252,9 +256,11 @@ def train_nerv(clips: Sequence[Clip], target_bpp: float, seed: int, args: argpar
 # -- D-NeRV ---------------------------------------------------------------------------
 
 def train_dnerv(paths: Sequence[Path], out: Path, target_bpp: float, seed: int,
-                args: argparse.Namespace) -> tuple[list[np.ndarray], int]:
-    """One D-NeRV file over ``paths`` at ``target_bpp``; (decoded videos, file bytes)."""
-    result = encode(paths, out, size="tiny", epochs=args.epochs, target_bpp=target_bpp,
+                args: argparse.Namespace, epochs: int | None = None
+                ) -> tuple[list[np.ndarray], int]:
+    """One D-NeRV file over ``paths`` at ``target_bpp``, trained ``epochs`` (default
+    ``args.epochs``); (decoded videos, file bytes)."""
+    result = encode(paths, out, size="tiny", epochs=epochs or args.epochs, target_bpp=target_bpp,
                     seed=seed, lr=args.lr, batch_size=args.batch_size, bits=args.bits,
                     qat=0.0, overwrite=True, progress=False, device="cpu")
     return [result.render(i) for i in range(len(paths))], result.file_bytes
@@ -329,25 +335,38 @@ def run_point(clips: list[Clip], paths: list[Path], work: Path, bpp: float, seed
         p, m = quality(decoded, clips)
         acc = accuracy(example, decoded, clips, seed, args) if classify else None
         runs.append(Run(comparison, method, bpp, seed, size, 8 * size / pixels, p, m,
-                        args.epochs, seconds, acc, details))
+                        details.pop("epochs", args.epochs), seconds, acc, details))
         print(f"  {comparison} {method:17s} {8 * size / pixels:.3f} bpp {p:6.2f} dB "
               f"MS-SSIM {m:.4f} {seconds:6.1f} s" + ("" if acc is None else f" acc {acc:.2f}"),
               flush=True)
 
     dnerv = timed(lambda: train_dnerv(paths, work / f"all-{bpp:g}-{seed}.dnerv", bpp, seed, args))
-    record("1+3", DNERV, *dnerv, True)
-    record("1+3", NERV, *timed(lambda: train_nerv(clips, bpp, seed, args)), True)
-    record("2", DNERV, *dnerv, False)
-    start = time.perf_counter()
-    try:
-        parts = [train_dnerv([p], work / f"{p.name}-{bpp:g}-{seed}.dnerv", bpp, seed, args)
-                 for p in paths]
-    except CodecError as e:   # the smallest network and its keyframes exceed one video's share
-        print(f"  2 {PER_VIDEO}: infeasible: {e}", flush=True)
+    if {"1", "3"} & set(args.claims):
+        record("1+3", DNERV, *dnerv, "3" in args.claims)
+        record("1+3", NERV, *timed(lambda: train_nerv(clips, bpp, seed, args)), "3" in args.claims)
+    if "2" not in args.claims:
         return runs
-    record("2", PER_VIDEO, [d for decoded, _ in parts for d in decoded],
-           sum(size for _, size in parts), time.perf_counter() - start, False,
-           models=len(parts))
+    record("2", DNERV, *dnerv, False)
+    # Equal epochs: every clip seen as often as by the joint model, so the same compute, but
+    # a video's few clips make few steps. Equal steps: each per-video model takes as many
+    # optimiser steps as the joint one (so, with P videos of c clips each and batches of b,
+    # about P * min(c, b) / b times its compute).
+    joint_steps = math.ceil(len(clips) * len(clips[0].frames) // CLIP / args.batch_size)
+    video_steps = math.ceil(len(clips[0].frames) // CLIP / args.batch_size)
+    variants = {PER_VIDEO: args.epochs, PER_VIDEO_STEPS: args.epochs * joint_steps // video_steps}
+    if joint_steps == video_steps:          # one batch holds all clips: the rows would be equal
+        del variants[PER_VIDEO_STEPS]
+    for method, epochs in variants.items():
+        start = time.perf_counter()
+        try:
+            parts = [train_dnerv([p], work / f"{p.name}-{bpp:g}-{seed}.dnerv", bpp, seed, args,
+                                 epochs) for p in paths]
+        except CodecError as e:   # the smallest network and its keyframes exceed one video's share
+            print(f"  2 {method}: infeasible: {e}", flush=True)
+            return runs
+        record("2", method, [d for decoded, _ in parts for d in decoded],
+               sum(size for _, size in parts), time.perf_counter() - start, False,
+               models=len(parts), epochs=epochs)
     return runs
 
 
@@ -374,6 +393,8 @@ def markdown(runs: Sequence[Run], original: list[float], args: argparse.Namespac
     head = "| target bpp | method | bpp | PSNR dB | MS-SSIM | epochs | wall s |"
     for comparison, title in (("1+3", "1. D-NeRV against NeRV at equal bpp"),
                               ("2", "2. One D-NeRV over all videos against one per video")):
+        if not groups(runs, comparison):
+            continue
         lines += [f"## {title}", "", head + (" accuracy |" if comparison == "1+3" else ""),
                   "|" + "---|" * (8 if comparison == "1+3" else 7)]
         for (bpp, method), rs in sorted(groups(runs, comparison).items()):
@@ -381,15 +402,19 @@ def markdown(runs: Sequence[Run], original: list[float], args: argparse.Namespac
                      spread([r.psnr for r in rs]), spread([r.ms_ssim for r in rs]),
                      str(rs[0].epochs), spread([r.seconds for r in rs])]
             if comparison == "1+3":
-                cells.append(spread([r.accuracy for r in rs]))
+                cells.append(spread([r.accuracy for r in rs]) if original else "-")
             lines.append("| " + " | ".join(cells) + " |")
         if comparison == "2":
             lines += ["", f"A rate with no {PER_VIDEO} row: no per-video file fits it (the "
-                      "smallest network and its keyframes exceed one video's share)."]
+                      "smallest network and its keyframes exceed one video's share). "
+                      f"{PER_VIDEO}: the joint model's epochs (same compute, fewer steps "
+                      f"each); {PER_VIDEO_STEPS}: as many steps as the joint model (more "
+                      "compute)."]
         lines.append("")
-    lines += ["## 3. Classifier on decoded clips (source video, held-out videos)", "",
-              "Accuracy is the last column of table 1; on the original frames the same "
-              f"classifier reaches {spread(original)}.", ""]
+    if original:
+        lines += ["## 3. Classifier on decoded clips (source video, held-out videos)", "",
+                  "Accuracy is the last column of table 1; on the original frames the same "
+                  f"classifier reaches {spread(original)}.", ""]
     return "\n".join(lines)
 
 
@@ -404,6 +429,9 @@ def plot(runs: Sequence[Run], original: list[float], path: Path) -> None:
               ("2", "psnr", "2. one model vs one per video", "PSNR (dB)"),
               ("1+3", "accuracy", "3. classifier on decoded clips", "held-out accuracy")]
     for ax, (comparison, metric, title, label) in zip(axes, panels):
+        if metric == "accuracy" and not original:
+            ax.set_axis_off()
+            continue
         by_method: dict[str, list[list[Run]]] = {}
         for (_, method), rs in sorted(groups(runs, comparison).items()):
             by_method.setdefault(method, []).append(rs)
@@ -442,6 +470,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="clips per training step")
     p.add_argument("--bits", type=int, default=8, help="weight quantisation of every model")
     p.add_argument("--vtest", type=Path, default=VTEST, help=f"vtest.avi ({VTEST})")
+    p.add_argument("--claims", nargs="+", choices=CLAIMS, default=list(CLAIMS),
+                   help="which comparisons to run")
     args = p.parse_args(argv)
     args.sources = list(QUICK_SOURCES if args.quick else SOURCES)
     for key, value in (QUICK if args.quick else FULL).items():
@@ -480,7 +510,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     paths = [write_video(c.frames, work / "videos" / c.name, fmt="png", overwrite=True)
              for c in clips]
     example = load_example()
-    original = [accuracy(example, [c.frames for c in clips], clips, s, args) for s in args.seeds]
+    original = [accuracy(example, [c.frames for c in clips], clips, s, args)
+                for s in args.seeds] if "3" in args.claims else []
     runs: list[Run] = []
     for bpp in args.bpp:
         for seed in args.seeds:
