@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from dnerv_fast.codec.qat import attach, detach, fake_quantize, qat_epochs
-from dnerv_fast.codec.quantize import dequantize_tensor, quantize_tensor
+from dnerv_fast.codec.quantize import (dequantize_tensor, prune_state_dict, prune_threshold,
+                                       quantize_tensor)
 from dnerv_fast.configs import get_config
 from dnerv_fast.errors import UsageError
 from dnerv_fast.model.dnerv import DNeRV
@@ -41,3 +42,27 @@ def test_qat_epochs_share():
     assert qat_epochs(3, 0.2) == 1 and qat_epochs(1, 0.5) == 0 and qat_epochs(10, 0) == 0
     with pytest.raises(UsageError, match="QAT share"):
         qat_epochs(10, 1.0)
+
+
+def test_pruning_is_fine_tuned_through_and_kept_by_the_file():
+    torch.manual_seed(1)
+    model = DNeRV(SMALL)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    threshold = prune_threshold(before, 0.3)
+    targets = attach(model, 6, prune=0.3)
+    w = model.stem.mlp[0].weight
+    cut = before["stem.mlp.0.weight"].abs() <= threshold
+    assert cut.any() and torch.equal(w[cut], torch.zeros_like(w[cut]))
+    w.sum().backward()
+    raw = model.stem.mlp[0].parametrizations.weight.original
+    assert torch.equal(raw.grad[cut], torch.zeros_like(raw.grad[cut]))   # cut weights stay cut
+    detach(targets)
+    after = model.state_dict()
+    for k, t in before.items():
+        if t.dim() >= 2:
+            assert torch.equal(after[k][t.abs() <= threshold], torch.zeros_like(t[t.abs() <= threshold]))
+            assert torch.equal(after[k][t.abs() > threshold], t[t.abs() > threshold])
+        else:
+            assert torch.equal(after[k], t)                                 # biases are kept
+    # the file's own pruning, at the same fraction, cuts nothing more
+    assert torch.equal(prune_state_dict(after, 0.3)["stem.mlp.0.weight"], after["stem.mlp.0.weight"])

@@ -50,6 +50,27 @@ def test_loss_ignores_masked_frames():
         reconstruction_loss(output, target, mask, "l2")
 
 
+def test_padding_is_hidden_from_the_loss_and_the_training_psnr(prepared):
+    """Frames that do not fill the patch grid are padded with repeated edge pixels; the
+    padding is marked hidden, so neither the loss nor the training PSNR counts it."""
+    config = DNeRV.from_config("tiny").config
+    video = moving_pattern(9, 48, 80)                    # 2 x 64x64 patches, 46% padding
+    keys = [encode_keyframe(f, "png")[0] for f in keyframe_images(video, config)]
+    padded = prepare_video(video, config, "png", keys)
+    assert padded.visible.shape == (2, 9, 1, 64, 64)
+    assert padded.visible.float().mean().item() == pytest.approx(48 * 80 / (2 * 64 * 64))
+    assert padded.visible[0, :, :, :48].all() and not padded.visible[0, :, :, 48:].any()
+    assert padded.visible[1, :, :, :48, :16].all() and not padded.visible[1, :, :, :, 16:].any()
+    batch = make_batch([padded], all_clips([padded]), config)
+    output = batch.target.clone()
+    output[..., 48:, :] = 1 - output[..., 48:, :]        # wrong on the padding only
+    kept = batch.inputs.mask
+    assert reconstruction_loss(output, batch.target, kept, visible=batch.visible).item() == \
+        pytest.approx(0, abs=1e-6)
+    assert reconstruction_loss(output, batch.target, kept).item() > 0.01
+    assert prepared.visible is None                      # 64x64 fills its patch exactly
+
+
 def test_batch_shares_keyframes_and_matches_forward(prepared):
     config = DNeRV.from_config("tiny").config
     assert prepared.key_indices == [0, 8]

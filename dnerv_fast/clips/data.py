@@ -97,9 +97,22 @@ def prepare_video(video: Video, config: ModelConfig, codec: str, key_bytes: list
                          config, key_bytes, codec, video.frames)
     if decoded is not None:
         prepared._keyframes = _to_patches(np.stack(decoded), prepared.grid)
-    if holes is not None:
-        prepared.visible = _to_patches(~holes[..., None], prepared.grid)
+    prepared.visible = _visibility(holes, prepared.grid, video.num_frames)
     return prepared
+
+
+def _visibility(holes: np.ndarray | None, grid: PatchGrid, frames: int) -> torch.Tensor | None:
+    """bool [P, N, 1, ph, pw]: False at hidden pixels (``holes``) and on the padding that
+    fills out the last row and column of patches, so that neither the loss nor the training
+    PSNR counts pixels that are never shown (the padding repeats edge pixels: easy to fit,
+    it would pull capacity away from the frame and flatter the training PSNR); None when
+    every pixel counts."""
+    covered = grid.covered
+    if holes is None and covered == (grid.height, grid.width):
+        return None
+    seen = torch.zeros(frames, *covered, 1, dtype=torch.bool)
+    seen[:, :grid.height, :grid.width] = True if holes is None else torch.from_numpy(~holes)[..., None]
+    return _to_patches(seen.numpy(), patch_grid(*covered, (grid.patch_h, grid.patch_w)))
 
 
 def restore_video(name: str, height: int, width: int, length: int, fps: float,

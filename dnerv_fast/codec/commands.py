@@ -130,7 +130,9 @@ def encode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qat", type=float, default=0.2, metavar="SHARE",
                    help="share of --epochs spent last training through the --bits quantiser "
                         "(quantisation-aware training, straight-through estimator); 0: off")
-    p.add_argument("--prune", type=float, default=0.0, help="fraction of weights set to zero")
+    p.add_argument("--prune", type=float, default=0.0,
+                   help="fraction of weights set to zero (smallest magnitudes, biases kept), "
+                   "cut before the --qat epochs, which fine-tune the rest")
     p.add_argument("--batch-size", type=int, default=8,
                    help="clips per step (in all, over the processes under torchrun)")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate, in (0, 1]")

@@ -153,8 +153,10 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
     ``batch_size`` (clips per step), ``lr`` (peak, warm-up then cosine), ``loss`` (``uvg`` or
     ``ucf101``) and ``seed`` the training; ``keyframe_codec`` / ``keyframe_quality`` the
     keyframes' intra codec (:mod:`dnerv_fast.media.keyframes`); ``bits`` (4..8) and
-    ``prune`` (a fraction) the weights; ``max_frames`` keeps only the first frames of each video; ``overwrite``
-    replaces an existing output; ``progress`` shows bars.
+    ``prune`` (a fraction, by magnitude, biases kept: cut when the QAT phase starts, which
+    then fine-tunes the rest; without QAT, cut after training) the weights; ``max_frames``
+    keeps only the first frames of each video; ``overwrite`` replaces an existing output;
+    ``progress`` shows bars.
 
     Training checkpoints go to ``<out_path>.ckpt`` (every ``checkpoint_every`` epochs and at
     the end; ``resume`` continues from it) and are removed once the file is written, unless
@@ -227,7 +229,8 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
                   resume=resume, progress=progress, dist=dist)
             if late:
                 _train_quantised(model, prepared, dataclasses.replace(
-                    settings, epochs=late, lr=lr * QAT_LR_FACTOR, warmup=0.0), bits, progress, dist)
+                    settings, epochs=late, lr=lr * QAT_LR_FACTOR, warmup=0.0), bits, prune,
+                    progress, dist)
         except KeyboardInterrupt:
             raise Interrupted(_resume_hint(ckpt)) from None
         model.cpu()
@@ -263,11 +266,13 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
 
 
 def _train_quantised(model: DNeRV, prepared: list[PreparedVideo], settings: TrainSettings,
-                     bits: int, progress: bool, dist: Distributed) -> None:
-    """The QAT phase: train through the ``bits``-bit quantiser (:mod:`.qat`)."""
+                     bits: int, prune: float, progress: bool, dist: Distributed) -> None:
+    """The QAT phase: train through the ``bits``-bit quantiser (:mod:`.qat`), fine-tuning
+    the network pruned by ``prune`` if that is positive."""
     if progress:
-        print(f"quantisation-aware training at {bits} bits: {settings.epochs} epoch(s)")
-    targets = attach(model, bits)
+        cut = f", {prune:.0%} of the weights pruned" if prune else ""
+        print(f"quantisation-aware training at {bits} bits{cut}: {settings.epochs} epoch(s)")
+    targets = attach(model, bits, prune)
     try:
         train(model, prepared, settings, progress=progress, dist=dist)
     finally:

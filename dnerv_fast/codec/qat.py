@@ -6,6 +6,11 @@ in the forward pass, by exactly what the decoder will use (the per-group affine 
 unchanged (straight-through estimator). The ordinary training loop then runs again for the
 QAT epochs, and the parametrisations are removed, leaving float weights (and the
 state_dict's names) as before, whose quantisation is the network QAT trained.
+
+With magnitude pruning the phase is also the fine-tuning after the cut: the weights below
+the global threshold of :func:`.quantize.prune_threshold`, taken when the phase starts, are
+held at zero in the forward pass (their gradient is dropped) and zeroed in the float
+weights at the end, so the file prunes exactly the weights the network learnt without.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from dnerv_fast.codec.quantize import check_bits, num_groups
+from dnerv_fast.codec.quantize import check_bits, num_groups, prune_threshold
 from dnerv_fast.errors import UsageError
 
 # The QAT phase starts from this fraction of the peak learning rate (cosine to 0, no
@@ -43,13 +48,17 @@ def fake_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 class FakeQuant(nn.Module):
-    """A parametrisation: the weight as the decoder will see it at ``bits`` bits."""
+    """A parametrisation: the weight as the decoder will see it at ``bits`` bits, with the
+    pruned weights (``keep`` False) at zero."""
 
-    def __init__(self, bits: int) -> None:
+    def __init__(self, bits: int, keep: torch.Tensor | None = None) -> None:
         super().__init__()
         self.bits = check_bits(bits)
+        self.keep = keep
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.keep is not None:
+            w = w * self.keep
         return fake_quantize(w, self.bits)
 
 
@@ -63,16 +72,24 @@ def qat_epochs(epochs: int, share: float) -> int:
     return min(epochs - 1, max(1, round(share * epochs)))
 
 
-def attach(model: nn.Module, bits: int) -> list[tuple[nn.Module, str]]:
-    """Parametrise every parameter of ``model`` with :class:`FakeQuant`; returns what to
-    :func:`detach`."""
+def attach(model: nn.Module, bits: int, prune: float = 0.0) -> list[tuple[nn.Module, str]]:
+    """Parametrise every parameter of ``model`` with :class:`FakeQuant`, pruning the
+    ``prune`` fraction of smallest weights (biases kept); returns what to :func:`detach`."""
+    threshold = prune_threshold(dict(model.named_parameters()), prune)
     targets = [(m, name) for m in model.modules() for name, _ in list(m.named_parameters(recurse=False))]
     for module, name in targets:
-        parametrize.register_parametrization(module, name, FakeQuant(bits))
+        w = getattr(module, name)
+        keep = (w.detach().abs() > threshold).to(w.dtype) if threshold > 0 and w.dim() >= 2 else None
+        parametrize.register_parametrization(module, name, FakeQuant(bits, keep))
     return targets
 
 
 def detach(targets: list[tuple[nn.Module, str]]) -> None:
-    """Remove the parametrisations, keeping the float weights they were computed from."""
+    """Remove the parametrisations, keeping the float weights they were computed from (the
+    pruned ones at zero)."""
     for module, name in targets:
+        keep = module.parametrizations[name][0].keep
         parametrize.remove_parametrizations(module, name, leave_parametrized=False)
+        if keep is not None:
+            with torch.no_grad():
+                getattr(module, name).mul_(keep)
