@@ -60,8 +60,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dnerv_fast import NeRV, encode, get_config, positional_encoding
 from dnerv_fast.codec.bitstream import Container, section_sizes
-from dnerv_fast.codec.rate import (MAX_SCALE_LOG2, MIN_SCALE_LOG2, SCALE_STEPS,
-                                   predict_weight_bytes, scaled)
+from dnerv_fast.codec.rate import ladder
 from dnerv_fast.codec.weights import dequantize_state_dict, pack_weights, quantize_state_dict
 from dnerv_fast.configs import ModelConfig
 from dnerv_fast.errors import CodecError
@@ -190,16 +189,11 @@ def plan_nerv(target_bpp: float, clips: Sequence[Clip], base: ModelConfig, bits:
     """The widest NeRV of the D-NeRV rate ladder whose predicted file fits ``target_bpp``."""
     budget = target_bpp * sum(c.frames[..., 0].size for c in clips) / 8
     best = None
-    for k in range(MIN_SCALE_LOG2 * SCALE_STEPS, MAX_SCALE_LOG2 * SCALE_STEPS + 1):
-        config = scaled(base, 2.0 ** (k / SCALE_STEPS))
-        with torch.device("meta"):
-            shapes = [tuple(t.shape) for t in ScaledNeRV(config).state_dict().values()]
-        params = sum(math.prod(s) for s in shapes)
-        predicted = predict_weight_bytes(shapes, bits) + nerv_bytes(
-            nerv_header(config, clips, bits, params), b"")
-        if predicted > budget:
+    for candidate in ladder(base, bits, ScaledNeRV):
+        header = nerv_header(candidate.config, clips, bits, candidate.parameters)
+        if candidate.weight_bytes + nerv_bytes(header, b"") > budget:
             break
-        best = config
+        best = candidate.config
     if best is None:
         raise SystemExit(f"{target_bpp} bpp is below the smallest NeRV")
     return best

@@ -144,9 +144,11 @@ def scaled(base: ModelConfig, scale: float) -> ModelConfig:
                                name=f"{base.name}-x{scale:.3g}")
 
 
-def ladder(base: ModelConfig, bits: int) -> Iterator[Candidate]:
-    """Networks from ``base`` scaled by 2^(k/SCALE_STEPS), smallest first, distinct widths
-    (built lazily on the meta device: the caller stops once they outgrow its budget)."""
+def ladder(base: ModelConfig, bits: int,
+           network: Callable[[ModelConfig], torch.nn.Module] = DNeRV) -> Iterator[Candidate]:
+    """Networks (``network(config)``, D-NeRV by default) from ``base`` scaled by
+    2^(k/SCALE_STEPS), smallest first, distinct widths (built lazily on the meta device: the
+    caller stops once they outgrow its budget)."""
     seen: set[tuple[int, int, int, int]] = set()
     for k in range(MIN_SCALE_LOG2 * SCALE_STEPS, MAX_SCALE_LOG2 * SCALE_STEPS + 1):
         config = scaled(base, 2.0 ** (k / SCALE_STEPS))
@@ -155,7 +157,7 @@ def ladder(base: ModelConfig, bits: int) -> Iterator[Candidate]:
             continue
         seen.add(key)
         with torch.device("meta"):
-            shapes = [tuple(t.shape) for t in DNeRV(config).state_dict().values()]
+            shapes = [tuple(t.shape) for t in network(config).state_dict().values()]
         yield Candidate(config, sum(math.prod(s) for s in shapes),
                         predict_weight_bytes(shapes, bits))
 
@@ -178,7 +180,6 @@ def plan(target_bpp: float, pixels: int, base: ModelConfig, bits: int, codec: st
     # lower qualities in turn (a small network with worse keyframes beats no file at all).
     start = next((i for i, q in enumerate(ladder_qualities) if keyframe_section_bytes(
         keyframes_at(q)) <= KEYFRAME_SHARE * budget), len(ladder_qualities) - 1)
-    least = 0
     for quality in ladder_qualities[start:]:
         keyframes = keyframes_at(quality)
         key_bytes = keyframe_section_bytes(keyframes)
@@ -186,13 +187,12 @@ def plan(target_bpp: float, pixels: int, base: ModelConfig, bits: int, codec: st
         for candidate in ladder(base, bits):
             head = overhead(candidate.config, candidate.parameters, quality)
             if head + candidate.weight_bytes + key_bytes > budget:
-                if best is None:
-                    least = head + candidate.weight_bytes + key_bytes
-                    smallest = candidate
                 break
             best = (candidate, head)
         if best is not None:
             return RatePlan(target_bpp, pixels, best[0], bits, quality, keyframes, best[1])
+    smallest = next(ladder(base, bits))
+    least = overhead(smallest.config, smallest.parameters, quality) + smallest.weight_bytes + key_bytes
     raise CodecError(
         f"target {target_bpp:g} bpp ({budget:,.0f} bytes for {pixels:,} pixels) is "
         f"below what the smallest network can reach: {8 * least / pixels:.4f} bpp "
