@@ -9,7 +9,8 @@ from dnerv_fast.codec.pipeline import encode, load
 from dnerv_fast.media.synthetic import moving_pattern
 from dnerv_fast.train.loss import reconstruction_loss
 from dnerv_fast.train.masks import BoxMasks, MaskError, VideoMasks, fill_holes, video_holes
-from dnerv_fast.media.video_io import Video, write_video
+from dnerv_fast.codec.bitstream import from_bytes
+from dnerv_fast.media.video_io import Video, read_video, write_video
 
 BOXES = BoxMasks(count=3, size=12, seed=7)
 
@@ -120,11 +121,22 @@ def inpainted(sources):
     return files
 
 
-def test_hidden_pixels_do_not_leak(inpainted):
-    clean, dirty = inpainted
-    # same keyframes, same trained weights, same header: the garbage never reached training
-    assert clean.read_bytes() == dirty.read_bytes()
-    assert load(clean).header["inpainting"] == {"kind": "boxes", "count": 3, "size": 12, "seed": 7}
+def test_hidden_pixels_do_not_leak(sources, inpainted):
+    """The garbage never reaches training: the frames the encoder trains on and codes its
+    keyframes from (holes filled from the visible pixels) are equal value for value, and so
+    are the two files' headers and keyframes. The files' weights are not compared byte for
+    byte: two trainings in one process on equal data may sum in another order (CPU kernels
+    split sums by their buffers' alignment), which moved a scale by one ulp in one CI run."""
+    _, *paths = sources
+    videos = [read_video(p) for p in paths]
+    holes = [video_holes(BOXES, [v])[0] for v in videos]     # each file codes one video
+    assert np.array_equal(holes[0], holes[1]) and holes[0].any()
+    clean_frames, dirty_frames = (fill_holes(v, h).frames for v, h in zip(videos, holes))
+    assert np.array_equal(clean_frames, dirty_frames)
+    clean, dirty = (from_bytes(p.read_bytes()) for p in inpainted)
+    assert clean.header == dirty.header and clean.keyframes == dirty.keyframes
+    assert load(inpainted[0]).header["inpainting"] == {"kind": "boxes", "count": 3, "size": 12,
+                                                       "seed": 7}
 
 
 def test_eval_reports_masked_psnr(sources, inpainted, capsys):
