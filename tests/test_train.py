@@ -10,6 +10,7 @@ from dnerv_fast.media.keyframes import encode_keyframe
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.clips.data import prepare_video
 from dnerv_fast.train import TrainSettings, train
+from dnerv_fast.train.trainer import LatePhase
 from dnerv_fast.clips.data import ClipRef, all_clips, keyframe_images, make_batch
 from dnerv_fast.clips.decoder import run_batch
 from dnerv_fast.train.loss import reconstruction_loss
@@ -113,6 +114,64 @@ def test_resume_continues_exactly(prepared, tmp_path, monkeypatch):
     assert h1 == h2
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_a_late_phase_ends_the_same_schedule_and_resumes_from_before_it(prepared, tmp_path,
+                                                                         monkeypatch, capsys):
+    """The late phase (QAT) takes the last epochs of one run: a phase that changes nothing
+    leaves the run exactly as without it, it starts after ``start`` epochs, the checkpoint is
+    the one before it, and resuming from that runs the phase again to the same weights."""
+    settings = TrainSettings(epochs=3, batch_size=1)
+    torch.manual_seed(1)
+    plain = DNeRV.from_config("tiny")
+    saved = tmp_path / "after2.ckpt"
+    copy_checkpoint_after(monkeypatch, 2, saved)
+    train(plain, [prepared], settings, checkpoint=tmp_path / "plain.ckpt", checkpoint_every=1,
+          progress=False)
+    monkeypatch.undo()
+    at_start = torch.load(saved, weights_only=True)["model"]
+
+    entered, undone = [], []
+
+    def enter(model):
+        entered.append({k: v.clone() for k, v in model.state_dict().items()})
+        return lambda: undone.append(True)
+
+    torch.manual_seed(1)
+    phased = DNeRV.from_config("tiny")
+    params = list(phased.parameters())
+    ckpt = tmp_path / "phased.ckpt"
+    train(phased, [prepared], settings, checkpoint=ckpt, progress=True,
+          late=LatePhase(2, enter, "through nothing"))
+    assert len(entered) == 1 and undone == [True]
+    assert all(torch.equal(entered[0][k], v) for k, v in at_start.items())   # after 2 epochs
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(),
+                                                 phased.state_dict().values()))
+    assert all(a is b for a, b in zip(params, phased.parameters()))
+    out = capsys.readouterr().out
+    labelled = [line.split(":")[0] for line in out.splitlines() if "training patches" in line]
+    assert labelled == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert [line.split(":")[0] for line in out.splitlines() if "(through nothing)" in line] == \
+        ["epoch 3/3"]
+    state = torch.load(ckpt, weights_only=True)
+    assert state["epoch"] == 2                           # the phase's epochs are not saved
+
+    # Resuming runs the phase again from the checkpoint before it.
+    torch.manual_seed(9)
+    resumed = DNeRV.from_config("tiny")
+    train(resumed, [prepared], settings, checkpoint=ckpt, resume=True, progress=False,
+          late=LatePhase(2, enter, "through nothing"))
+    assert len(entered) == 2 and all(torch.equal(entered[1][k], v) for k, v in at_start.items())
+    assert all(torch.equal(a, b) for a, b in zip(phased.state_dict().values(),
+                                                 resumed.state_dict().values()))
+    # A run without the phase does not take its checkpoint, nor one with another start.
+    for late in (None, LatePhase(1, enter, "x")):
+        with pytest.raises(CheckpointError, match="other settings"):
+            train(DNeRV.from_config("tiny"), [prepared], settings, checkpoint=ckpt, resume=True,
+                  progress=False, late=late)
+    with pytest.raises(CodecError, match="late phase"):
+        train(DNeRV.from_config("tiny"), [prepared], settings, progress=False,
+              late=LatePhase(3, enter, "x"))
 
 
 def test_resume_errors(prepared, tmp_path):

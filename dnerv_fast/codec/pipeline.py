@@ -1,7 +1,6 @@
 """Encode videos into one .dnerv file, decode it back, and load it for evaluation."""
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from dnerv_fast.media.keyframes import (DEFAULT_CODEC as DEFAULT_KEYFRAME_CODEC,
                                         decode_keyframe, get_codec)
 from dnerv_fast.codec.quantize import check_bits, check_prune
 from dnerv_fast.codec.names import safe_names
-from dnerv_fast.codec.qat import QAT_LR_FACTOR, attach, detach, qat_epochs
+from dnerv_fast.codec.qat import qat_phase
 from dnerv_fast.codec.rate import RatePlan, plan
 from dnerv_fast.codec.render import RENDER_CHUNK, render_video
 from dnerv_fast.codec.summary import Truth, measure as measure_truth
@@ -177,7 +176,8 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
     master weights, :mod:`dnerv_fast.train.mixed`); ``compile`` trains the clip decoder
     under ``torch.compile``.
     ``qat`` is the share of ``epochs`` spent last in quantisation-aware training at
-    ``bits`` (:mod:`.qat`; 0 turns it off; the QAT epochs are not checkpointed).
+    ``bits`` (:mod:`.qat`; 0 turns it off): the last epochs of the one schedule, not
+    checkpointed (resuming runs them again from the checkpoint before them).
     ``measure`` decodes the written model on the real frames for ``psnr`` (after
     quantisation) and the raw RGB size, and finds x264's size at that PSNR
     (:mod:`.summary`; the command line always measures, the API on request).
@@ -201,8 +201,7 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, seed=seed,
                              precision=precision, compile=compile)
     settings.validate()
-    late = qat_epochs(epochs, qat)
-    settings = dataclasses.replace(settings, epochs=epochs - late)
+    late = qat_phase(epochs, qat, bits, prune)
     try:
         config = get_config(size)
     except ValueError as e:
@@ -225,12 +224,11 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
         torch.manual_seed(seed)
         model = DNeRV(config).to(dist.device)
         try:
+            if late is not None and progress:
+                print(f"quantisation-aware training: the last {epochs - late.start} of "
+                      f"{epochs} epochs train {late.label}")
             train(model, prepared, settings, checkpoint=ckpt, checkpoint_every=checkpoint_every,
-                  resume=resume, progress=progress, dist=dist)
-            if late:
-                _train_quantised(model, prepared, dataclasses.replace(
-                    settings, epochs=late, lr=lr * QAT_LR_FACTOR, warmup=0.0), bits, prune,
-                    progress, dist)
+                  resume=resume, progress=progress, dist=dist, late=late)
         except KeyboardInterrupt:
             raise Interrupted(_resume_hint(ckpt)) from None
         model.cpu()
@@ -263,20 +261,6 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
                                       [v.frames for v in sources], [v.fps for v in sources],
                                       size_bytes, weights=WeightsSummary.of(layout))
     return encoded
-
-
-def _train_quantised(model: DNeRV, prepared: list[PreparedVideo], settings: TrainSettings,
-                     bits: int, prune: float, progress: bool, dist: Distributed) -> None:
-    """The QAT phase: train through the ``bits``-bit quantiser (:mod:`.qat`), fine-tuning
-    the network pruned by ``prune`` if that is positive."""
-    if progress:
-        cut = f", {prune:.0%} of the weights pruned" if prune else ""
-        print(f"quantisation-aware training at {bits} bits{cut}: {settings.epochs} epoch(s)")
-    targets = attach(model, bits, prune)
-    try:
-        train(model, prepared, settings, progress=progress, dist=dist)
-    finally:
-        detach(targets)
 
 
 def _resume_hint(ckpt: Path) -> str:

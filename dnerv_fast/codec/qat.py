@@ -3,9 +3,11 @@
 Every parameter is given a :mod:`torch.nn.utils.parametrize` parametrisation that replaces it,
 in the forward pass, by exactly what the decoder will use (the per-group affine quantiser of
 :mod:`.quantize` at the file's bit depth), while the gradient passes to the float weights
-unchanged (straight-through estimator). The ordinary training loop then runs again for the
-QAT epochs, and the parametrisations are removed, leaving float weights (and the
-state_dict's names) as before, whose quantisation is the network QAT trained.
+unchanged (straight-through estimator). The QAT epochs are the last epochs of the one
+training run (:class:`~dnerv_fast.train.trainer.LatePhase`): the same optimiser state and the
+tail of the same cosine schedule, so the float training before them is not cut short. At the
+end the parametrisations are removed, leaving float weights (and the state_dict's names) as
+before, whose quantisation is the network QAT trained.
 
 With magnitude pruning the phase is also the fine-tuning after the cut: the weights below
 the global threshold of :func:`.quantize.prune_threshold`, taken when the phase starts, are
@@ -14,17 +16,15 @@ weights at the end, so the file prunes exactly the weights the network learnt wi
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from dnerv_fast.codec.quantize import check_bits, num_groups, prune_threshold
 from dnerv_fast.errors import UsageError
-
-# The QAT phase starts from this fraction of the peak learning rate (cosine to 0, no
-# warm-up): enough to move weights across quantisation steps, small enough not to undo the
-# float training.
-QAT_LR_FACTOR = 0.2
+from dnerv_fast.train.trainer import LatePhase
 
 
 def fake_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
@@ -82,6 +82,21 @@ def attach(model: nn.Module, bits: int, prune: float = 0.0) -> list[tuple[nn.Mod
         keep = (w.detach().abs() > threshold).to(w.dtype) if threshold > 0 and w.dim() >= 2 else None
         parametrize.register_parametrization(module, name, FakeQuant(bits, keep))
     return targets
+
+
+def qat_phase(epochs: int, share: float, bits: int, prune: float = 0.0) -> LatePhase | None:
+    """The last :func:`qat_epochs` of ``epochs`` trained through the ``bits``-bit quantiser
+    (pruned by ``prune`` when it starts); None when the share gives no QAT epoch."""
+    late = qat_epochs(epochs, share)
+    if not late:
+        return None
+    cut = f", {prune:.0%} pruned" if prune else ""
+
+    def enter(model: nn.Module) -> Callable[[], None]:
+        targets = attach(model, bits, prune)
+        return lambda: detach(targets)
+
+    return LatePhase(epochs - late, enter, f"through the {bits}-bit quantiser{cut}")
 
 
 def detach(targets: list[tuple[nn.Module, str]]) -> None:

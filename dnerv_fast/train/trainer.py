@@ -22,7 +22,7 @@ import math
 import os
 import zlib
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from tqdm import tqdm
@@ -94,6 +94,22 @@ class TrainSettings:
         check_loss(self.loss)
 
 
+@dataclass(frozen=True)
+class LatePhase:
+    """A change to the model for the last epochs of one run, under the same optimiser and
+    learning-rate schedule (quantisation-aware training: the weights seen through the file's
+    quantiser, :mod:`dnerv_fast.codec.qat`).
+
+    ``enter`` applies it to the model and returns how to undo it; it must keep the model's
+    parameter objects, which the optimiser holds. ``label`` says, in the progress lines, what
+    the training PSNR is measured through.
+    """
+
+    start: int                                              # its first epoch, counted from 0
+    enter: Callable[[torch.nn.Module], Callable[[], None]]
+    label: str
+
+
 class TrainingDiverged(CodecError):
     """The loss became NaN or infinite."""
 
@@ -108,14 +124,18 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                                      f"for a parameter of shape {tuple(param.shape)}")
 
 
-def _fingerprint(model: DNeRV, videos: list[PreparedVideo], s: TrainSettings) -> dict[str, Any]:
+def _fingerprint(model: DNeRV, videos: list[PreparedVideo], s: TrainSettings,
+                 late: LatePhase | None) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: settings, model shape and data.
 
-    fp32 runs leave the precision out, so that their checkpoints match earlier versions'.
+    fp32 runs leave the precision out, and runs without a late phase its start, so that
+    their checkpoints match earlier versions'.
     """
     settings = {k: v for k, v in asdict(s).items() if k not in _RUN_ONLY}
     if s.precision == "fp32":
         del settings["precision"]
+    if late is not None:
+        settings["late_phase_from"] = late.start
     return {"settings": settings, "config": model.config.to_dict(),
             "videos": [(v.name, v.height, v.width, v.length) for v in videos],
             "keyframes": [sum(len(b) for b in v.key_bytes) for v in videos],
@@ -175,15 +195,17 @@ def _host_batches(videos: list[PreparedVideo], refs: list[ClipRef], order: list[
 def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 0,
           resume: bool = False, progress: bool = True,
-          dist: Distributed | None = None) -> list[dict[str, float]]:
+          dist: Distributed | None = None, late: LatePhase | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place on every clip of every patch of ``videos``.
 
     The model stays on its device (the data goes to it once, or per batch with
     ``settings.data == "host"``). Checkpoints go to ``checkpoint`` every
     ``checkpoint_every`` epochs (0: never) and after the last epoch, written by the main
     process only; ``resume`` continues from it (every process reads it). ``dist`` describes
-    the data-parallel processes (None: this one alone). Returns per-epoch mean loss and PSNR
-    (over visible pixels), the same on every process.
+    the data-parallel processes (None: this one alone). ``late`` (:class:`LatePhase`) changes
+    the model for the epochs from ``late.start`` on; those epochs are not checkpointed: the
+    last checkpoint is the one before them, so resuming runs the phase again. Returns
+    per-epoch mean loss and PSNR (over visible pixels), the same on every process.
     """
     settings.validate()
     device = next(model.parameters()).device
@@ -193,7 +215,10 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
     steps = -(-len(refs) // settings.batch_size)
     optimizer = make_optimizer(model.parameters(), settings.lr, settings.precision, device)
     sampler = torch.Generator().manual_seed(settings.seed)
-    fingerprint = _fingerprint(model, videos, settings)
+    if late is not None and not 0 < late.start < settings.epochs:
+        raise CodecError(f"the late phase must start within the epochs 1..{settings.epochs - 1}, "
+                         f"got {late.start}")
+    fingerprint = _fingerprint(model, videos, settings, late)
     history: list[dict[str, float]] = []
     first = 0
     scaler: dict[str, Any] = {}
@@ -229,43 +254,51 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
     # One bar over every step left, so that its rate and ETA are those of the whole run.
     bar = tqdm(total=(settings.epochs - first) * steps, unit="step", disable=not progress,
                leave=False)
-    for epoch in range(first, settings.epochs):
-        order = torch.randperm(len(refs), generator=sampler).tolist()
-        bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
-        batches = clips.epoch(order, settings.batch_size, dist.rank, dist.world_size) \
-            if clips is not None else \
-            _host_batches(videos, refs, order, settings.batch_size, config, dist)
-        totals = torch.zeros(3, dtype=torch.float64, device=device)   # loss*frames, PSNR, frames
-        window: list[torch.Tensor] = []        # losses of the steps since the last sync
-        for step, (batch, weight) in enumerate(batches):
-            lr = learning_rate((epoch + step / steps) / settings.epochs, settings.lr,
-                               settings.warmup)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss, done = _step(net, batch, settings.loss, weight, dist, mixed)
-            mixed.step(loss, optimizer)
-            window.append(done[0])
-            totals += done[1:]
-            if len(window) == settings.sync_every or step + 1 == steps:
-                losses, sums = _sync(window, totals)
-                _check_finite(losses, epoch, step + 1 - len(losses), settings.lr)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}",
-                                patch_psnr=f"{sums[1] / max(sums[2], 1):.2f}",
-                                lr=f"{lr:.2e}", refresh=False)
-                bar.update(len(window))
-                window = []
-        loss_sum, psnr_sum, frames = sums
-        frames = max(frames, 1)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / frames, "psnr": psnr_sum / frames})
-        if progress:
-            tqdm.write(f"epoch {epoch + 1}/{settings.epochs}: loss {loss_sum / frames:.4f}, "
-                       f"PSNR {psnr_sum / frames:.2f} dB on the training patches (float "
-                       f"weights, before quantisation)")
-        last = epoch + 1 == settings.epochs
-        if checkpoint is not None and dist.is_main and \
-                (last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0)):
-            save_checkpoint(checkpoint, model, optimizer, epoch + 1, fingerprint, sampler,
-                            history, mixed.state_dict())
+    undo: Callable[[], None] | None = None
+    try:
+        for epoch in range(first, settings.epochs):
+            if late is not None and undo is None and epoch >= late.start:
+                undo = late.enter(model)
+            order = torch.randperm(len(refs), generator=sampler).tolist()
+            bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
+            batches = clips.epoch(order, settings.batch_size, dist.rank, dist.world_size) \
+                if clips is not None else \
+                _host_batches(videos, refs, order, settings.batch_size, config, dist)
+            totals = torch.zeros(3, dtype=torch.float64, device=device)   # loss*frames, PSNR, frames
+            window: list[torch.Tensor] = []        # losses of the steps since the last sync
+            for step, (batch, weight) in enumerate(batches):
+                lr = learning_rate((epoch + step / steps) / settings.epochs, settings.lr,
+                                   settings.warmup)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss, done = _step(net, batch, settings.loss, weight, dist, mixed)
+                mixed.step(loss, optimizer)
+                window.append(done[0])
+                totals += done[1:]
+                if len(window) == settings.sync_every or step + 1 == steps:
+                    losses, sums = _sync(window, totals)
+                    _check_finite(losses, epoch, step + 1 - len(losses), settings.lr)
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}",
+                                    patch_psnr=f"{sums[1] / max(sums[2], 1):.2f}",
+                                    lr=f"{lr:.2e}", refresh=False)
+                    bar.update(len(window))
+                    window = []
+            loss_sum, psnr_sum, frames = sums
+            frames = max(frames, 1)
+            history.append({"epoch": epoch + 1, "loss": loss_sum / frames, "psnr": psnr_sum / frames})
+            if progress:
+                seen = late.label if undo is not None else "float weights, before quantisation"
+                tqdm.write(f"epoch {epoch + 1}/{settings.epochs}: loss {loss_sum / frames:.4f}, "
+                           f"PSNR {psnr_sum / frames:.2f} dB on the training patches ({seen})")
+            # The last checkpoint is the last epoch before the late phase, or the run's end.
+            last = epoch + 1 == (settings.epochs if late is None else late.start)
+            if checkpoint is not None and dist.is_main and undo is None and \
+                    (last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0)):
+                save_checkpoint(checkpoint, model, optimizer, epoch + 1, fingerprint, sampler,
+                                history, mixed.state_dict())
+    finally:
+        if undo is not None:
+            undo()
     bar.close()
     model.eval()
     return history
