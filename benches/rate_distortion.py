@@ -72,6 +72,7 @@ def crossings(dnerv: list[Row], anchor: list[Row]) -> list[float]:
     if len(dnerv) < 2 or len(anchor) < 2 or hi <= lo:
         return []
     grid = np.exp(np.linspace(math.log(lo), math.log(hi), 400))
+    grid[0], grid[-1] = lo, hi         # exp(log(x)) can land just outside the curves' range
     gap = np.array([psnr_at(dnerv, b) - psnr_at(anchor, b) for b in grid])
     return [float(grid[i]) for i in range(1, len(grid)) if np.sign(gap[i]) != np.sign(gap[i - 1])]
 
@@ -93,7 +94,9 @@ def comparison(rows: list[Row]) -> list[dict]:
 
 
 def report(rows: list[Row], encodes: list[dict], compared: list[dict], command: str) -> str:
-    lines = ["```", command, "```", "", format_table(rows), "",
+    order = {m: i for i, m in enumerate(dict.fromkeys(r.method for r in rows))}
+    table = format_table(sorted(rows, key=lambda r: (order[r.method], r.video != "ALL", r.bpp)))
+    lines = ["```", command, "```", "", table, "",
              "| target bpp | file bpp | PSNR (dB) | network | encode CPU s | wall s |",
              "|---|---|---|---|---|---|"]
     for e in encodes:
@@ -158,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                             "choice": "" if plan is None else _choice(plan),
                             "cpu_s": cpu, "wall_s": wall, "epochs": args.epochs,
                             "lr": args.lr})
+            # Every measured row goes to the output as it comes, so that a failure later
+            # (the folder appears only when complete) loses no figure.
+            print(format_table(got), flush=True)
             print(f"target {target:g} bpp: {overall.bpp:.4f} bpp, {overall.psnr:.2f} dB, "
                   f"{cpu:.0f} CPU s", flush=True)
         compared = comparison(rows)

@@ -11,10 +11,23 @@ Same weights and inputs for all variants, fp32, 2 clips per training step (forwa
   fused heads and the vectorised tail GELU; in training (autograd graph: no Winograd, eager
   heads) the fused ops forward and backward, whose tail uses the vectorised GELU both ways.
 
-Run: ``DNERV_BENCH_MALLOC=heap pytest benches/test_bench_cpu_pipeline.py --benchmark-enable
---benchmark-columns=median,iqr,rounds`` (big blocks on the heap for every variant).
+Every round runs all four variants in turn, so that they share this kind of VM's drift (its
+speed moves by 10-40% within minutes, which made ratios of variants timed one after the other
+disagree between runs by more than the targets' margins). pytest-benchmark times whole rounds;
+each variant's median and the medians of the per-round ratios against the eager reference and
+the research layout are in ``extra_info`` and printed (``-s``).
+
+Run: ``DNERV_BENCH_MALLOC=heap pytest benches/test_bench_cpu_pipeline.py --benchmark-enable -s``
+(big blocks on the heap for every variant; ``DNERV_BENCH_ROUNDS`` rounds after one warm-up,
+default 7 for decode and 5 for training).
 """
 from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -28,14 +41,54 @@ from dnerv_fast.train.loss import reconstruction_loss
 pytestmark = pytest.mark.skipif("cpu" not in ops.available_backends("cpu"), reason="cpu backend not built")
 
 VARIANTS = ["research_layout", "eager_reference", "cpu_fused_ops", "cpu"]
+BASELINES = ["eager_reference", "research_layout"]
+ROUNDS = os.environ.get("DNERV_BENCH_ROUNDS")    # default: per test
 
 
-def _setup(monkeypatch, variant: str) -> str:
-    """Switch the new CPU paths off for ``cpu_fused_ops``; the backend name to run."""
-    if variant == "cpu_fused_ops":
-        monkeypatch.setenv(cpu_winograd.ENV_VAR, "off")
-        monkeypatch.setenv(cpu_heads.ENV_VAR, "off")
-    return "reference" if variant in ("research_layout", "eager_reference") else "cpu"
+@contextlib.contextmanager
+def _variant(variant: str) -> Iterator[None]:
+    """Run the enclosed code as ``variant``: its backend, and for ``cpu_fused_ops`` the
+    Winograd convolutions and fused heads switched off (both read their switch per call)."""
+    switches = (cpu_winograd.ENV_VAR, cpu_heads.ENV_VAR) if variant == "cpu_fused_ops" else ()
+    saved = {name: os.environ.get(name) for name in switches}
+    os.environ.update({name: "off" for name in switches})
+    backend = "reference" if variant in ("research_layout", "eager_reference") else "cpu"
+    try:
+        with ops.use_backend(backend):
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _interleaved(benchmark, run: Callable[[str], None], rounds: int) -> dict[str, float]:
+    """Time ``run(variant)`` for every variant in turn, ``rounds`` rounds after one warm-up;
+    the variants' medians (s) and the medians of their per-round speed-ups over each
+    baseline, also stored in ``benchmark.extra_info``."""
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+
+    def one_round() -> None:
+        for variant in VARIANTS:
+            with _variant(variant):
+                start = time.perf_counter()
+                run(variant)
+                times[variant].append(time.perf_counter() - start)
+
+    benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=1)
+    info: dict[str, float] = {"rounds": rounds}
+    for variant, seconds in times.items():
+        info[f"{variant}_s"] = statistics.median(seconds[1:])              # [0]: warm-up
+    for variant in VARIANTS:
+        for base in BASELINES:
+            if base != variant:
+                info[f"{variant}_speedup_vs_{base}"] = statistics.median(
+                    b / v for b, v in zip(times[base][1:], times[variant][1:]))
+    benchmark.extra_info.update(info)
+    print("\n" + ", ".join(f"{k} {v:.4g}" for k, v in info.items()))
+    return info
 
 
 def _workload(size: str, clips: int, train: bool):
@@ -63,33 +116,30 @@ def train_workload():
     return _workload("uvg-XS", 2, train=True)
 
 
-@pytest.mark.benchmark(group="decode uvg-M clip (cpu)")
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_decode(benchmark, monkeypatch, decode_workload, variant):
+def test_decode(benchmark, decode_workload):
+    """One UVG-M clip decoded by each variant, interleaved."""
     model, example = decode_workload
-    backend = _setup(monkeypatch, variant)
-    with ops.use_backend(backend), torch.no_grad():
-        fn = lambda: _forward(model, variant, *example)  # noqa: E731
-        fn()
-        benchmark.pedantic(fn, rounds=5, warmup_rounds=1)
+
+    def run(variant: str) -> None:
+        with torch.no_grad():
+            _forward(model, variant, *example)
+
+    _interleaved(benchmark, run, int(ROUNDS or 7))
 
 
-@pytest.mark.benchmark(group="train step uvg-XS, 2 clips (cpu)")
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_train_step(benchmark, monkeypatch, train_workload, variant):
+def test_train_step(benchmark, train_workload):
+    """One UVG-XS training step (2 clips) by each variant, interleaved; every variant steps
+    the same model, at a learning rate too small to change its speed."""
     model, example = train_workload
-    backend = _setup(monkeypatch, variant)
     B, T = example[0].shape[0], example[0].shape[2]
     target = torch.rand(B, 3, T, *model.config.patch_size, generator=torch.Generator().manual_seed(1))
     mask = torch.ones(B, T, dtype=torch.bool)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
 
-    def step():
+    def run(variant: str) -> None:
         optimizer.zero_grad(set_to_none=True)
         loss = reconstruction_loss(_forward(model, variant, *example), target, mask)
         loss.backward()
         optimizer.step()
 
-    with ops.use_backend(backend):
-        step()
-        benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    _interleaved(benchmark, run, int(ROUNDS or 5))

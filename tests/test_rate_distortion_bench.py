@@ -38,3 +38,11 @@ def test_comparison_gives_gaps_rate_ratios_and_crossings():
     assert cross["crossings_bpp"] == [pytest.approx(0.1, rel=0.02)]
     text = rd.report(anchor + dnerv, [], compared, "cmd")
     assert "| x264 | 1.0000 | 36.00 | 40.00 | -4.00 | 0.3981 | 2.5x |" in text
+
+
+def test_crossings_survive_rounding_at_the_common_range_ends():
+    """exp(log(0.0971)) is just under 0.0971: the grid's first rate fell outside the curve
+    starting there (a full bikes run ended in a TypeError after its last encode)."""
+    dnerv = _curve(DNERV, [(0.0971, 24.25), (0.2718, 25.70), (0.8447, 26.25)])
+    anchor = _curve("x264", [(0.02, 24.0), (0.3, 38.0), (1.2, 42.0)])
+    assert rd.crossings(dnerv, anchor) == []                 # D-NeRV below it throughout

@@ -106,7 +106,7 @@ def _region_rows(regions: dict[str, tuple[np.ndarray, np.ndarray]], bits: list[f
 
 def _dnerv_setting(h: dict) -> str:
     return (f"{h['config'].get('name', 'custom')} {h['bits']}bit prune{h['prune']:g} "
-            f"{h['keyframe_codec']}{h['keyframe_quality']}")
+            f"{h['keyframe_codec']}-q{h['keyframe_quality']}")
 
 
 def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],

@@ -157,10 +157,11 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, 
     keeps only the first frames of each video; ``overwrite`` replaces an existing output;
     ``progress`` shows bars.
 
-    Training checkpoints go to ``<out_path>.ckpt`` (every ``checkpoint_every`` epochs and at
-    the end; ``resume`` continues from it) and are removed once the file is written, unless
-    ``keep_checkpoint``: a finished checkpoint resumed with other ``bits`` or ``prune``
-    re-quantises the same trained weights without training again.
+    Training checkpoints go to ``<out_path>.ckpt`` (every ``checkpoint_every`` epochs and
+    after the last float epoch; ``resume`` continues from it) and are removed once the file
+    is written, unless ``keep_checkpoint``: a finished checkpoint resumed with other ``bits``
+    or ``prune`` trains only the QAT epochs again at those (without QAT it re-quantises the
+    same trained weights, training nothing).
     ``device`` is ``auto`` (a GPU when there is one), ``cpu`` or ``cuda``. Under torchrun the
     processes split every batch (``batch_size`` clips in all) and keyframe coding between
     them, and the main process alone writes the file, which is the file one process writes
