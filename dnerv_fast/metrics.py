@@ -71,17 +71,7 @@ def _gaussian(size: int, sigma: float, dtype: torch.dtype, device: torch.device)
 
 
 def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' Gaussian filter of each channel of [N, C, H, W].
-
-    float64 (the metrics) takes weighted sums of shifted slices: PyTorch's CPU convolution
-    has no fast float64 path, and runs a grouped one group by group (measured: minutes for
-    the MS-SSIM of a few hundred 640x272 frames). Other types (the training loss) convolve.
-    """
-    if x.dtype == torch.float64:
-        rows = x.shape[-2] - len(g) + 1
-        x = sum(g[i] * x[..., i:i + rows, :] for i in range(len(g)))
-        cols = x.shape[-1] - len(g) + 1
-        return sum(g[i] * x[..., i:i + cols] for i in range(len(g)))
+    """Separable 'valid' Gaussian filter of each channel of [N, C, H, W]."""
     c = x.shape[1]
     x = F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
     return F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
