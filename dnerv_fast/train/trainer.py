@@ -125,7 +125,7 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
 
 
 def _fingerprint(model: DNeRV, videos: list[PreparedVideo], s: TrainSettings,
-                 late: LatePhase | None) -> dict[str, Any]:
+                 late: LatePhase | None = None) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: settings, model shape and data.
 
     fp32 runs leave the precision out, and runs without a late phase its start, so that
