@@ -59,8 +59,9 @@ def study(video: str, out: Path, frames: int, epochs: int, target: float, lr: fl
 def report(rows: list[dict], command: str, share: float) -> str:
     lines = ["```", command, "```", "",
              f"| bits | parameters | float dB | PTQ dB (change) | QAT, last {share:.0%} of the "
-             "epochs, dB (change) | bpp PTQ / QAT | weights, bits per parameter (QAT) | wall s |",
-             "|---|---|---|---|---|---|---|---|"]   # wall s: both encodes
+             "epochs, dB (change) | bpp PTQ / QAT | weights, bits per parameter (QAT) | "
+             "wall s (both encodes) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['bits']} | {r['parameters']:,} | {r['float_psnr']:.3f} | "
                      f"{r['ptq_psnr']:.3f} ({-r['ptq_loss_db']:+.3f}) | {r['qat_psnr']:.3f} "
