@@ -63,14 +63,18 @@ class FrameConv(nn.Conv3d):
         B, _, T, H, W = parts[0].shape
         weight = weight.view(self.out_channels, -1)
         bias = bias if bias is not None else weight.new_zeros(self.out_channels)
+        # unbind, not part[b]: in training, each part[b] would backward into a zero-filled
+        # copy of the whole part, one per clip (UVG-XS RGB head: four 84 MB fills a step).
+        per_clip = [part.unbind(0) for part in parts]
         clips = []
         for b in range(B):
             out = None
             first = 0
-            for part in parts:
-                C = part.shape[1]
+            for clip_parts in per_clip:
+                part = clip_parts[b]
+                C = part.shape[0]
                 w = weight[:, first:first + C].expand(T, -1, -1)
-                frames = part[b].reshape(C, T, H * W).transpose(0, 1)
+                frames = part.reshape(C, T, H * W).transpose(0, 1)
                 if out is None:
                     out = torch.baddbmm(bias.view(1, -1, 1).expand(T, -1, H * W), w, frames)
                 else:

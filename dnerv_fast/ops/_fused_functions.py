@@ -45,8 +45,9 @@ def saf_forward(ext: ModuleType, x, fused, weight, bias, channels_last: bool = F
 
 def saf_backward(ext: ModuleType, grad_out, x, fused, weight, bias, needs):
     """grad_x from the forward kernel (x * (1 + gamma) with grad_out in place of x, beta
-    skipped); weight, fused and bias gradients from torch matmuls on
-    grad_style = [grad_out * x; grad_out]."""
+    skipped); weight, fused and bias gradients from batched GEMMs on grad_out * x (the gamma
+    half) and grad_out (the beta half). bmm on [B, C, P] views, where matmul and einsum would
+    copy both operands into other layouts (UVG-XS step: 82 MB a call)."""
     B, C = x.shape[:2]
     x, fused, weight, grad_out = x.contiguous(), fused.contiguous(), weight.contiguous(), grad_out.contiguous()
     grad_x = grad_f = grad_w = grad_b = None
@@ -54,13 +55,17 @@ def saf_backward(ext: ModuleType, grad_out, x, fused, weight, bias, needs):
         bias_g = bias[:C].contiguous() if bias is not None else None
         grad_x = ext.saf_forward(grad_out, fused, weight[:C].contiguous(), bias_g, False, False)
     if needs[1] or needs[2] or needs[3]:
-        grad_style = torch.cat([grad_out * x, grad_out], dim=1).reshape(B, 2 * C, -1)
+        grad_beta = grad_out.reshape(B, C, -1)
+        grad_gamma = (grad_out * x).reshape(B, C, -1)
         if needs[1]:
-            grad_f = torch.matmul(weight.t(), grad_style).reshape(fused.shape)
+            w_t = weight.t().unsqueeze(0).expand(B, -1, -1)
+            grad_f = torch.bmm(w_t[:, :, :C], grad_gamma).baddbmm_(w_t[:, :, C:], grad_beta)
+            grad_f = grad_f.reshape(fused.shape)
         if needs[2]:
-            grad_w = torch.einsum("bop,bkp->ok", grad_style, fused.reshape(B, fused.shape[1], -1))
+            f_t = fused.reshape(B, fused.shape[1], -1).transpose(1, 2)
+            grad_w = torch.cat([torch.bmm(grad_gamma, f_t).sum(0), torch.bmm(grad_beta, f_t).sum(0)])
         if needs[3]:
-            grad_b = grad_style.sum(dim=(0, 2))
+            grad_b = torch.cat([grad_gamma.sum(dim=(0, 2)), grad_beta.sum(dim=(0, 2))])
     return grad_x, grad_f, grad_w, grad_b
 
 
