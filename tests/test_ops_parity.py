@@ -90,8 +90,11 @@ CASES: list[Case] = [
     Case("upsample_tail", "no_biases_strided", (2, 4, 8, 3, 5, 2), dtypes=(F32, F16), drop=(1, 4),
          layout="strided"),
     # y in channels_last_3d (what the 3x3 conv gives after a channels-last saf_modulate).
+    # 8 frames and rows of 22 values: the CPU kernels' register-blocked temporal mix and its
+    # partial lane block; the channels-last case also reads 4-pixel groups and a remainder.
     *[Case("upsample_tail", f"{s}_channels_last", s, layout="channels_last", laid_out=(0,))
-      for s in [(2, 5, 3, 7, 9, 2), (1, 3, 8, 4, 5, 3), (1, 1, 2, 3, 4, 1)]],
+      for s in [(2, 5, 3, 7, 9, 2), (1, 3, 8, 4, 5, 3), (1, 1, 2, 3, 4, 1), (1, 4, 8, 3, 11, 2)]],
+    Case("upsample_tail", "eight_frames", (1, 2, 8, 3, 11, 2), dtypes=(F64, F32, BF16)),
     # Only the requested gradients are produced.
     Case("flow_warp", "partial_grad", (1, 3, 2, 4, 5), dtypes=(F32,), wanted=frozenset({2, 3}),
          forward=False),
