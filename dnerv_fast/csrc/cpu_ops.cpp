@@ -9,11 +9,13 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
 #include "cpu_extra.h"
 #include "cpu_gelu.h"
+#include "cpu_simd.h"
 #include "dnerv_math.h"
 
 namespace {
@@ -95,6 +97,27 @@ void warp_forward_impl(const T* start, const T* end, const T* flow, const T* tt,
   });
 }
 
+// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols: a transpose into
+// runs of rows. In float, whole vectors of rows are gathered from src (as scalar copies, this
+// was half of the channels-last warp).
+template <typename S, typename D>
+void transpose_block(const S* src, int64_t src_stride, int64_t rows, int64_t cols, D* dst,
+                     int64_t dst_stride) {
+  namespace v = dnerv::simd;
+  int64_t r0 = 0;
+  if constexpr (std::is_same_v<S, float> && std::is_same_v<D, float>) {
+    if (src_stride * v::kLanes <= INT32_MAX) {
+      v::vi idx;
+      for (int k = 0; k < v::kLanes; ++k) idx[k] = static_cast<int32_t>(k * src_stride);
+      for (; r0 + v::kLanes <= rows; r0 += v::kLanes)
+        for (int64_t c = 0; c < cols; ++c)
+          v::store(dst + c * dst_stride + r0, v::gather(src + r0 * src_stride + c, idx));
+    }
+  }
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t r = r0; r < rows; ++r) dst[c * dst_stride + r] = static_cast<D>(src[r * src_stride + c]);
+}
+
 // Features in channels-last memory ([B, H, W, C], what the CPU keyframe encoder gives): the C
 // values of each tap are contiguous, so the blend vectorises over channels. Results go through
 // an L1 block of kWarpBlock pixels and are written out as runs of pixels per channel.
@@ -123,10 +146,7 @@ void warp_forward_channels_last(const T* start, const T* end, const T* flow, con
           dst[c] = vs + w * (ve - vs);
         }
       }
-      for (int64_t c = 0; c < C; ++c) {
-        T* o = out + (b * C + c) * THW + p0 + i0;
-        for (int64_t k = 0; k < nb; ++k) o[k] = static_cast<T>(block[k * C + c]);
-      }
+      transpose_block(block, C, nb, C, out + b * C * THW + p0 + i0, THW);
     }
   });
 }
@@ -278,7 +298,6 @@ std::vector<at::Tensor> flow_warp_backward(const at::Tensor& gout, const at::Ten
 
 constexpr int64_t kSafPixels = 512;    // pixels per tile
 constexpr int64_t kSafChannels = 128;  // output channels per tile
-constexpr int64_t kSafTranspose = 16;  // pixels per block of the channels-last transpose
 
 // Float and double only (the Python wrapper runs half types in float32). The output is
 // written contiguous, or channels-last ([B, T, H, W, C] in memory) when channels_last is set.
@@ -322,14 +341,7 @@ void saf_impl(const at::Tensor& x_t, const at::Tensor& fused_t, const at::Tensor
             for (int64_t i = 0; i < n; ++i) o[i] = xi[i] * (T(1) + g[i] + bg);
           }
         }
-        if (channels_last) {
-          for (int64_t i0 = 0; i0 < n; i0 += kSafTranspose) {
-            const int64_t nb = std::min(kSafTranspose, n - i0);
-            T* o = out + (b * P + p0 + i0) * C + c0;
-            for (int64_t r = 0; r < m; ++r)
-              for (int64_t k = 0; k < nb; ++k) o[k * C + r] = dst[r * n + i0 + k];
-          }
-        }
+        if (channels_last) transpose_block(dst, n, m, n, out + (b * P + p0) * C + c0, C);
       }
     }
   });

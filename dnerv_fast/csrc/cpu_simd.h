@@ -56,6 +56,19 @@ inline vf fma(vf a, vf b, vf c) {
 #endif
 }
 
+// p[idx[k]] in lane k.
+inline vf gather(const float* p, vi idx) {
+#if defined(__AVX512F__)
+  return _mm512_i32gather_ps(reinterpret_cast<__m512i>(idx), p, 4);
+#elif defined(__AVX2__)
+  return _mm256_i32gather_ps(p, reinterpret_cast<__m256i>(idx), 4);
+#else
+  vf out;
+  for (int k = 0; k < kLanes; ++k) out[k] = p[idx[k]];
+  return out;
+#endif
+}
+
 inline vf vmin(vf a, vf b) { return a < b ? a : b; }
 inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 
