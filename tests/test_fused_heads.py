@@ -11,6 +11,8 @@ float32 result and 1.2e-7 absolute (glibc's erff: 1 ulp, 6e-8).
 """
 from __future__ import annotations
 
+import math
+
 import warnings
 
 import numpy as np
@@ -122,6 +124,17 @@ def test_vectorised_erf_is_within_two_ulp():
     assert err.max() <= 1.2e-7
     assert (err / ulp).max() <= 2.0
     assert torch.isnan(ext.simd_erf(torch.tensor([float("nan")]))).all()
+
+
+def test_vectorised_gelu_grad_matches_float64():
+    """GELU'(x) = Phi(x) + x phi(x) through the vectorised erf and exp (upsample_tail's backward)."""
+    ext = cpu_winograd.extension()
+    x = _float_sweep(997)
+    x = x[x.abs() < 1e6]
+    xd = x.double()
+    ref = 0.5 * (1 + torch.special.erf(xd / math.sqrt(2))) + xd * torch.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi)
+    err = (ext.simd_gelu_grad(x).double() - ref).abs()
+    assert err.max() <= 2.5e-7
 
 
 def test_vectorised_gelu_matches_float64():

@@ -1,4 +1,5 @@
-// Vectorised erf and exact (erf) GELU for float on the CPU, no division and no exp.
+// Vectorised erf, exact (erf) GELU and its derivative for float on the CPU, no division; the
+// GELU needs no exp, its derivative one (a range-reduced polynomial below).
 //
 // |x| in [0, 4) is cut into kLanes equal intervals (16 with AVX-512, 8 with AVX2). On each
 // interval below |x| = 1, erf(x) / x is a degree-6 polynomial P_i in the interval's local
@@ -15,6 +16,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "cpu_simd.h"
 
@@ -107,5 +109,37 @@ inline void gelu_to(const float* src, float* dst, int64_t n, float bias = 0.0f) 
 }
 
 inline void gelu_inplace(float* v, int64_t n, float bias = 0.0f) { gelu_to(v, v, n, bias); }
+
+// exp(x): x = n ln 2 + r with |r| <= ln 2 / 2 (n rounded by the 1.5 * 2^23 shift), exp(r) by
+// its degree-7 Taylor polynomial (truncation below 6e-9 relative, under float's half ulp),
+// times 2^n built in the exponent bits. x is clamped to [-87, 88]: no denormals, and
+// exp(-87) = 1.6e-38 stands for every smaller value.
+inline vf exp(vf x) {
+  const vf lo = splat(-87.0f), hi = splat(88.0f), shift = splat(12582912.0f);
+  x = x < lo ? lo : (x > hi ? hi : x);  // NaN stays NaN
+  const vf n = fma(x, splat(1.44269504088896341f), shift) - shift;
+  vf r = fma(n, splat(-0.693145751953125f), x);  // ln 2 in two parts: n * hi is exact
+  r = fma(n, splat(-1.42860682030941723212e-6f), r);
+  vf p = splat(1.0f / 5040);
+  for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f}) p = fma(p, r, splat(c));
+  const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+  vf scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// d GELU / dx = Phi(x) + x phi(x), through the erf above and exp.
+inline vf gelu_grad(vf x, const ErfTable& tab) {
+  const vf cdf = 0.5f * (1.0f + erf(x * 0.70710678118654752440f, tab));
+  return cdf + x * (0.39894228040143267794f * exp(-0.5f * x * x));
+}
+
+// dst[i] = GELU'(src[i]) for i < n.
+inline void gelu_grad_to(const float* src, float* dst, int64_t n) {
+  const ErfTable& tab = erf_table();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) store(dst + i, gelu_grad(load(src + i), tab));
+  if (i < n) store_part(dst + i, gelu_grad(load_part(src + i, n - i), tab), n - i);
+}
 
 }  // namespace dnerv::simd

@@ -54,9 +54,12 @@ at::Tensor fused_head(const at::Tensor& x0, const c10::optional<at::Tensor>& x1,
   return y;
 }
 
-// The vectorised erf or GELU of a float32 tensor (what the fused kernels use; for tests).
-at::Tensor simd_unary(const at::Tensor& x, bool gelu) {
-  TORCH_CHECK(x.scalar_type() == at::kFloat, "simd_erf / simd_gelu: float32 only");
+enum class Unary { kErf, kGelu, kGeluGrad };
+
+// The vectorised erf, GELU or GELU derivative of a float32 tensor (what the fused kernels
+// use; for tests).
+at::Tensor simd_unary(const at::Tensor& x, Unary fn) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "simd_erf / simd_gelu / simd_gelu_grad: float32 only");
   auto in = x.contiguous();
   auto out = at::empty_like(in);
   const auto& tab = dnerv::simd::erf_table();
@@ -64,13 +67,15 @@ at::Tensor simd_unary(const at::Tensor& x, bool gelu) {
   float* dst = out.data_ptr<float>();
   at::parallel_for(0, in.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
     using namespace dnerv::simd;
-    if (gelu) {
+    if (fn == Unary::kGelu) {
       gelu_to(src + begin, dst + begin, end - begin);
-      return;
+    } else if (fn == Unary::kGeluGrad) {
+      gelu_grad_to(src + begin, dst + begin, end - begin);
+    } else {
+      int64_t i = begin;
+      for (; i + kLanes <= end; i += kLanes) store(dst + i, dnerv::simd::erf(load(src + i), tab));
+      if (i < end) store_part(dst + i, dnerv::simd::erf(load_part(src + i, end - i), tab), end - i);
     }
-    int64_t i = begin;
-    for (; i + kLanes <= end; i += kLanes) store(dst + i, dnerv::simd::erf(load(src + i), tab));
-    if (i < end) store_part(dst + i, dnerv::simd::erf(load_part(src + i, end - i), tab), end - i);
   });
   return out;
 }
@@ -79,6 +84,7 @@ at::Tensor simd_unary(const at::Tensor& x, bool gelu) {
 
 void dnerv_cpu::bind_heads(pybind11::module_& m) {
   m.def("fused_head", &fused_head, "1x1 conv, GELU, 3x3 conv to 3 or 4 channels, one pass");
-  m.def("simd_erf", [](const at::Tensor& x) { return simd_unary(x, false); });
-  m.def("simd_gelu", [](const at::Tensor& x) { return simd_unary(x, true); });
+  m.def("simd_erf", [](const at::Tensor& x) { return simd_unary(x, Unary::kErf); });
+  m.def("simd_gelu", [](const at::Tensor& x) { return simd_unary(x, Unary::kGelu); });
+  m.def("simd_gelu_grad", [](const at::Tensor& x) { return simd_unary(x, Unary::kGeluGrad); });
 }

@@ -503,6 +503,15 @@ void temporal_mix(const A* g, int64_t T, int64_t n, const A* w, const A* bias, A
   }
 }
 
+// dst[k] = GELU'(src[k]) for k < n (float vectorised, double scalar).
+template <typename A> void gelu_grad_row(const A* src, A* dst, int64_t n) {
+  if constexpr (std::is_same_v<A, float>) {
+    dnerv::simd::gelu_grad_to(src, dst, n);
+  } else {
+    for (int64_t k = 0; k < n; ++k) dst[k] = dnerv::gelu_grad(src[k]);
+  }
+}
+
 template <typename T>
 void tail_forward_impl(const T* y, const T* conv_bias, const T* weight, const T* tfc_bias, T* out,
                        const TailDims& d) {
@@ -563,7 +572,7 @@ void tail_backward_impl(const T* gout, const T* y, const T* conv_bias, const T* 
   const int64_t row = d.s * d.W, T_ = d.T, s = d.s;
   const int64_t CSS = d.C * s * s;
   at::parallel_for(0, d.C, 1, [&](int64_t begin, int64_t stop) {
-    std::vector<A> pre(T_ * row), g(T_ * row), go(T_ * row), gg(row);
+    std::vector<A> pre(T_ * row), g(T_ * row), go(T_ * row), gg(row), dg(row);
     std::vector<A> lane_w(T_ * T_ * row), lane_bt(T_ * row), lane_bc(s * row);
     for (int64_t c = begin; c < stop; ++c) {
       const T* wc = weight + c * T_ * T_;
@@ -601,9 +610,9 @@ void tail_backward_impl(const T* gout, const T* y, const T* conv_bias, const T* 
                 const A* gop = go.data() + tp * row;
                 for (int64_t k = 0; k < row; ++k) gg[k] += wv * gop[k];
               }
-              const A* pt = pre.data() + t * row;
+              gelu_grad_row(pre.data() + t * row, dg.data(), row);
               for (int64_t k = 0; k < row; ++k) {
-                gg[k] *= dnerv::gelu_grad(pt[k]);
+                gg[k] *= dg[k];
                 lbc[k] += gg[k];
               }
               for (int j = 0; j < s; ++j) {
