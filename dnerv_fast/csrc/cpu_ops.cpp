@@ -561,9 +561,40 @@ template <typename A> void add_row_sums(const A* rows, int64_t m, int64_t n, A* 
   }
 }
 
+// lanes[(tp * TT + t) * kLanes + l] += the sum over k = l (mod kLanes), k < n, of
+// go[tp][k] * g[t][k] (go and g [TT][n]): one row's share of the GTMLP weight gradient,
+// accumulated in registers two output frames at a time (as TT * TT streams through L1, it was
+// two loads, an FMA and a store per product).
+template <int TT>
+void weight_grad_lanes_f32(const float* go, const float* g, int64_t n, float* lanes) {
+  namespace v = dnerv::simd;
+  for (int tp0 = 0; tp0 < TT; tp0 += 2) {
+    v::vf acc[2][TT] = {};
+    auto step = [&](int64_t k, int64_t m) {
+      v::vf x[TT];
+      for (int t = 0; t < TT; ++t) x[t] = m == v::kLanes ? v::load(g + t * n + k) : v::load_part(g + t * n + k, m);
+      for (int a = 0; a < 2; ++a) {
+        const float* src = go + (tp0 + a) * n + k;
+        const v::vf o = m == v::kLanes ? v::load(src) : v::load_part(src, m);
+        for (int t = 0; t < TT; ++t) acc[a][t] = v::fma(o, x[t], acc[a][t]);
+      }
+    };
+    int64_t k = 0;
+    for (; k + v::kLanes <= n; k += v::kLanes) step(k, v::kLanes);
+    if (k < n) step(k, n - k);
+    for (int a = 0; a < 2; ++a)
+      for (int t = 0; t < TT; ++t) {
+        float* l = lanes + ((tp0 + a) * TT + t) * v::kLanes;
+        v::store(l, v::load(l) + acc[a][t]);
+      }
+  }
+}
+
 // One task per output channel c, so the weight / bias gradients of c are owned by one
-// thread (deterministic). They are accumulated lane-wise over the row (vectorises: no
-// reduction inside the hot loops) and reduced once per channel.
+// thread (deterministic). They are accumulated lane-wise (vectorises: no reduction inside
+// the hot loops) and reduced once per channel. Float with 8 frames takes the register-blocked
+// weight gradient and temporal mix; the gradient through the mix is the forward's mix with
+// the weights transposed.
 template <typename T>
 void tail_backward_impl(const T* gout, const T* y, const T* conv_bias, const T* weight, T* gy,
                         acc_t<T>* gbias_conv, acc_t<T>* gweight, acc_t<T>* gbias_tfc,
@@ -571,11 +602,17 @@ void tail_backward_impl(const T* gout, const T* y, const T* conv_bias, const T* 
   using A = acc_t<T>;
   const int64_t row = d.s * d.W, T_ = d.T, s = d.s;
   const int64_t CSS = d.C * s * s;
+  constexpr bool kFloat = std::is_same_v<A, float>;
+  const bool blocked = kFloat && T_ == 8;
+  const int64_t w_lanes = blocked ? dnerv::simd::kLanes : row;  // lane accumulators per weight
   at::parallel_for(0, d.C, 1, [&](int64_t begin, int64_t stop) {
-    std::vector<A> pre(T_ * row), g(T_ * row), go(T_ * row), gg(row), dg(row);
-    std::vector<A> lane_w(T_ * T_ * row), lane_bt(T_ * row), lane_bc(s * row);
+    std::vector<A> pre(T_ * row), g(T_ * row), go(T_ * row), gg(T_ * row), dg(row);
+    std::vector<A> w_t(T_ * T_), no_bias(T_, A(0));
+    std::vector<A> lane_w(T_ * T_ * w_lanes), lane_bt(T_ * row), lane_bc(s * row);
     for (int64_t c = begin; c < stop; ++c) {
       const T* wc = weight + c * T_ * T_;
+      for (int64_t tp = 0; tp < T_; ++tp)
+        for (int64_t t = 0; t < T_; ++t) w_t[t * T_ + tp] = static_cast<A>(wc[tp * T_ + t]);
       std::fill(lane_w.begin(), lane_w.end(), A(0));
       std::fill(lane_bt.begin(), lane_bt.end(), A(0));
       std::fill(lane_bc.begin(), lane_bc.end(), A(0));
@@ -590,40 +627,43 @@ void tail_backward_impl(const T* gout, const T* y, const T* conv_bias, const T* 
               A* dst = go.data() + tp * row;
               for (int64_t j = 0; j < s; ++j)
                 for (int64_t w = 0; w < d.W; ++w) dst[j * d.W + w] = static_cast<A>(src[w * s + j]);
-            }
-            for (int64_t tp = 0; tp < T_; ++tp) {
-              const A* gop = go.data() + tp * row;
               A* lb = lane_bt.data() + tp * row;
-              for (int64_t k = 0; k < row; ++k) lb[k] += gop[k];
-              for (int64_t t = 0; t < T_; ++t) {
-                const A* gt = g.data() + t * row;
-                A* lw = lane_w.data() + (tp * T_ + t) * row;
-                for (int64_t k = 0; k < row; ++k) lw[k] += gop[k] * gt[k];
+              for (int64_t k = 0; k < row; ++k) lb[k] += dst[k];
+            }
+            // gg[t] = go[t] + sum_tp W[tp][t] go[tp]: the gradient through the GTMLP.
+            if constexpr (kFloat) {
+              if (blocked) {
+                weight_grad_lanes_f32<8>(go.data(), g.data(), row, lane_w.data());
+                temporal_mix_f32<8>(go.data(), row, w_t.data(), no_bias.data(), gg.data());
               }
+            }
+            if (!blocked) {
+              for (int64_t tp = 0; tp < T_; ++tp)
+                for (int64_t t = 0; t < T_; ++t) {
+                  const A* gop = go.data() + tp * row;
+                  const A* gt = g.data() + t * row;
+                  A* lw = lane_w.data() + (tp * T_ + t) * row;
+                  for (int64_t k = 0; k < row; ++k) lw[k] += gop[k] * gt[k];
+                }
+              temporal_mix(go.data(), T_, row, w_t.data(), no_bias.data(), gg.data());
             }
             A* lbc = lane_bc.data() + i * row;  // [i][j][w]: input channel (c, i, j)
             for (int64_t t = 0; t < T_; ++t) {
-              const A* got = go.data() + t * row;
-              for (int64_t k = 0; k < row; ++k) gg[k] = got[k];
-              for (int64_t tp = 0; tp < T_; ++tp) {
-                const A wv = static_cast<A>(wc[tp * T_ + t]);
-                const A* gop = go.data() + tp * row;
-                for (int64_t k = 0; k < row; ++k) gg[k] += wv * gop[k];
-              }
+              A* ggt = gg.data() + t * row;
               gelu_grad_row(pre.data() + t * row, dg.data(), row);
               for (int64_t k = 0; k < row; ++k) {
-                gg[k] *= dg[k];
-                lbc[k] += gg[k];
+                ggt[k] *= dg[k];
+                lbc[k] += ggt[k];
               }
               for (int j = 0; j < s; ++j) {
                 const int64_t ch = dnerv::shuffle_in_channel(c, i, j, static_cast<int>(s));
                 T* dst = gy + ((b * CSS + ch) * T_ + t) * d.in_plane() + h * d.W;
-                const A* src = gg.data() + j * d.W;
+                const A* src = ggt + j * d.W;
                 for (int64_t w = 0; w < d.W; ++w) dst[w] = static_cast<T>(src[w]);
               }
             }
           }
-      add_row_sums(lane_w.data(), T_ * T_, row, gweight + c * T_ * T_);
+      add_row_sums(lane_w.data(), T_ * T_, w_lanes, gweight + c * T_ * T_);
       add_row_sums(lane_bt.data(), T_, row, gbias_tfc + c * T_);
       add_row_sums(lane_bc.data(), s * s, d.W, gbias_conv + c * s * s);
     }
