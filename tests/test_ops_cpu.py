@@ -40,6 +40,35 @@ def test_saf_modulate_channels_last_output(shape, dtype):
     assert cpu.saf_modulate(*[v.to(dtype).requires_grad_() for v in inputs]).is_contiguous()
 
 
+@pytest.mark.parametrize("shape", [(2, 37, 3, 7, 9), (1, 64, 8, 16, 20), (1, 5, 2, 1, 6)], ids=str)
+def test_flow_warp_backward_reads_channels_last_float32(shape):
+    """float32 channels-last start and end (the keyframe encoder's layout) take their own
+    backward kernels: channels in vectors, partial last group (37 and 5 channels), a 1-pixel
+    axis. Gradients against float64, the feature gradients channels-last, bit-identical twice.
+    The flow and t gradients sum C terms per pixel (t: C*H*W), hence the looser bound."""
+    seed = fresh_seed()
+    inputs = flow_warp_inputs(shape, seed)
+    weight = torch.randn(shape[0], shape[1], shape[2], *shape[3:], generator=torch.Generator().manual_seed(seed),
+                         dtype=torch.float64)
+
+    def grads(dtype, layout):
+        xs = [x.to(dtype) for x in inputs]
+        xs[:2] = [x.contiguous(memory_format=layout) for x in xs[:2]]
+        xs = [x.requires_grad_() for x in xs]
+        fn = cpu.flow_warp if dtype == torch.float32 else reference.flow_warp
+        (fn(*xs) * weight.to(dtype)).sum().backward()
+        return [x.grad for x in xs]
+
+    with reported_seed(seed):
+        got, again = grads(torch.float32, torch.channels_last), grads(torch.float32, torch.channels_last)
+        want = grads(torch.float64, torch.contiguous_format)
+        for name, a, b, w in zip(["start", "end", "flow", "t"], got, again, want):
+            assert torch.equal(a, b), name
+            tol = 1e-5 if name in ("start", "end") else 2e-5 * shape[1] * (shape[3] * shape[4] if name == "t" else 1)
+            torch.testing.assert_close(a.double(), w, rtol=1e-4, atol=tol, msg=name)
+        assert all(g.is_contiguous(memory_format=torch.channels_last) for g in got[:2])
+
+
 def test_deterministic_backward():
     """Two backward passes give bit-identical gradients."""
     inputs = flow_warp_inputs((1, 8, 4, 9, 10), seed=31)

@@ -239,6 +239,106 @@ void warp_backward_flow(const T* gout, const T* start, const T* end, const T* fl
   });
 }
 
+// The backward for float features in channels-last memory ([B, H, W, C], what the CPU
+// keyframe encoder gives): a tap's C values are contiguous, so the scatter-adds into the
+// feature gradients and the sums over channels of the flow gradient vectorise over C (the
+// contiguous kernels above are scalar, one plane at a time). gout stays [B, C, T, H, W];
+// blocks of it are transposed to [pixel][C].
+
+// dst[0, n) += x[0, n) for n <= kLanes.
+inline void add_lanes(float* dst, dnerv::simd::vf x, int64_t n) {
+  namespace v = dnerv::simd;
+  if (n == v::kLanes) {
+    v::store(dst, v::load(dst) + x);
+  } else {
+    v::store_part(dst, v::load_part(dst, n) + x, n);
+  }
+}
+
+// gs, ge [B, H, W, C], zeroed. One task per batch item and group of kLanes channels, which
+// owns those values of gs and ge: the adds run in pixel order, as in the contiguous kernel.
+void warp_backward_features_cl(const float* gout, const float* flow, const float* tt, float* gs,
+                               float* ge, const WarpDims& d) {
+  namespace v = dnerv::simd;
+  const int64_t THW = d.THW(), HW = d.HW(), C = d.C;
+  const int64_t groups = (C + v::kLanes - 1) / v::kLanes;
+  at::parallel_for(0, d.B * groups, 1, [&](int64_t begin, int64_t stop) {
+    std::vector<Taps<float>> ts(kWarpChunk), te(kWarpChunk);
+    std::vector<float> wt(kWarpChunk), block(kWarpChunk * v::kLanes, 0.0f);
+    for (int64_t task = begin; task < stop; ++task) {
+      const int64_t b = task / groups, c0 = (task % groups) * v::kLanes;
+      const int64_t nc = std::min<int64_t>(v::kLanes, C - c0);
+      float* gsb = gs + b * HW * C + c0;
+      float* geb = ge + b * HW * C + c0;
+      for (int64_t p0 = 0; p0 < THW; p0 += kWarpChunk) {
+        const int64_t n = std::min(kWarpChunk, THW - p0);
+        chunk_taps(flow, tt, d, b, p0, n, ts.data(), te.data(), wt.data());
+        transpose_block(gout + (b * C + c0) * THW + p0, THW, nc, n, block.data(), v::kLanes);
+        for (int64_t i = 0; i < n; ++i) {
+          const v::vf go = v::load(block.data() + i * v::kLanes);  // lanes past nc unused
+          float w[4];
+          for (int side = 0; side < 2; ++side) {
+            const Taps<float>& k = side == 0 ? ts[i] : te[i];
+            float* g = side == 0 ? gsb : geb;
+            const v::vf a = go * (side == 0 ? 1.0f - wt[i] : wt[i]);
+            dnerv::bilinear_weights(k, w);
+            add_lanes(g + k.i00 * C, a * w[0], nc);
+            add_lanes(g + k.i01 * C, a * w[1], nc);
+            add_lanes(g + k.i10 * C, a * w[2], nc);
+            add_lanes(g + k.i11 * C, a * w[3], nc);
+          }
+        }
+      }
+    }
+  });
+}
+
+// The flow gradient and the per-pixel t gradient (as warp_backward_flow), summed over
+// channels in lanes, then across lanes in order.
+void warp_backward_flow_cl(const float* gout, const float* start, const float* end, const float* flow,
+                           const float* tt, float* gflow, float* gt_pix, const WarpDims& d) {
+  namespace v = dnerv::simd;
+  const int64_t THW = d.THW(), HW = d.HW(), C = d.C;
+  for_each_warp_chunk(flow, tt, d, kWarpBlock * C, [&](int64_t b, int64_t p0, int64_t n,
+                                                       const Taps<float>* ts, const Taps<float>* te,
+                                                       const float* wt, float* block) {
+    const float* feat[2] = {start + b * HW * C, end + b * HW * C};
+    float* gf = gflow + b * 4 * THW + p0;
+    for (int64_t i0 = 0; i0 < n; i0 += kWarpBlock) {
+      const int64_t nb = std::min(kWarpBlock, n - i0);
+      transpose_block(gout + b * C * THW + p0 + i0, THW, C, nb, block, C);
+      for (int64_t k = 0; k < nb; ++k) {
+        const int64_t i = i0 + k;
+        const Taps<float>* taps[2] = {&ts[i], &te[i]};
+        v::vf gx[2] = {}, gy[2] = {}, val[2] = {}, dt = {};
+        for (int64_t c = 0; c < C; c += v::kLanes) {
+          const int64_t m = std::min<int64_t>(v::kLanes, C - c);
+          auto ld = [m](const float* p) { return m == v::kLanes ? v::load(p) : v::load_part(p, m); };
+          const v::vf go = ld(block + k * C + c);
+          for (int side = 0; side < 2; ++side) {
+            const Taps<float>& tp = *taps[side];
+            const float* f = feat[side] + c;
+            const v::vf v00 = ld(f + tp.i00 * C), v01 = ld(f + tp.i01 * C);
+            const v::vf v10 = ld(f + tp.i10 * C), v11 = ld(f + tp.i11 * C);
+            const v::vf dtop = v01 - v00, dbot = v11 - v10;
+            const v::vf top = v00 + tp.wx * dtop, bot = v10 + tp.wx * dbot;
+            gx[side] += go * (dtop + tp.wy * (dbot - dtop));
+            gy[side] += go * (bot - top);
+            val[side] = top + tp.wy * (bot - top);
+          }
+          dt += go * (val[1] - val[0]);
+        }
+        const float ws = 1.0f - wt[i], we = wt[i];
+        gf[i] = ws * ts[i].mx * v::hsum(gx[0]);
+        gf[THW + i] = ws * ts[i].my * v::hsum(gy[0]);
+        gf[2 * THW + i] = we * te[i].mx * v::hsum(gx[1]);
+        gf[3 * THW + i] = we * te[i].my * v::hsum(gy[1]);
+        gt_pix[b * THW + p0 + i] = v::hsum(dt);
+      }
+    }
+  });
+}
+
 WarpDims warp_dims(const at::Tensor& start, const at::Tensor& flow) {
   return {start.size(0), start.size(1), flow.size(2), start.size(2), start.size(3)};
 }
@@ -269,6 +369,30 @@ std::vector<at::Tensor> flow_warp_backward(const at::Tensor& gout, const at::Ten
   const WarpDims d = warp_dims(start, flow);
   const auto acc_opts = start.options().dtype(acc_scalar_type(start.scalar_type()));
   at::Tensor gs, ge, gf, gt;
+  // start and end: both contiguous, or both channels-last float32 (read in place; the
+  // feature gradients come back channels-last).
+  if (!start.is_contiguous()) {
+    TORCH_CHECK(start.scalar_type() == at::kFloat && start.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+                    end.is_contiguous(at::MemoryFormat::ChannelsLast) && !end.is_contiguous(),
+                "flow_warp_backward: channels-last start and end must both be channels-last float32");
+    if (need_features) {
+      // (at::zeros would ignore a memory format in the options)
+      gs = at::empty({d.B, d.C, d.H, d.W}, acc_opts, at::MemoryFormat::ChannelsLast).zero_();
+      ge = at::empty({d.B, d.C, d.H, d.W}, acc_opts, at::MemoryFormat::ChannelsLast).zero_();
+      warp_backward_features_cl(gout.data_ptr<float>(), flow.data_ptr<float>(), t.data_ptr<float>(),
+                                gs.data_ptr<float>(), ge.data_ptr<float>(), d);
+    }
+    if (need_flow_t) {
+      gf = at::empty({d.B, 4, d.T, d.H, d.W}, acc_opts);
+      auto gt_pix = at::empty({d.B, d.T, d.H * d.W}, acc_opts);
+      warp_backward_flow_cl(gout.data_ptr<float>(), start.data_ptr<float>(), end.data_ptr<float>(),
+                            flow.data_ptr<float>(), t.data_ptr<float>(), gf.data_ptr<float>(),
+                            gt_pix.data_ptr<float>(), d);
+      gt = gt_pix.sum(-1);
+    }
+    return {gs, ge, gf, gt};
+  }
+  TORCH_CHECK(end.is_contiguous(), "flow_warp_backward: start and end must be both contiguous or both channels-last");
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, start.scalar_type(), "flow_warp_backward", [&] {
     using A = acc_t<scalar_t>;
     if (need_features) {

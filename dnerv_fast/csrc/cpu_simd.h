@@ -69,6 +69,13 @@ inline vf gather(const float* p, vi idx) {
 #endif
 }
 
+// The sum of the lanes, in lane order.
+inline float hsum(vf x) {
+  float s = 0.0f;
+  for (int k = 0; k < kLanes; ++k) s += x[k];
+  return s;
+}
+
 inline vf vmin(vf a, vf b) { return a < b ? a : b; }
 inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 

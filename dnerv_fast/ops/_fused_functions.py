@@ -30,10 +30,16 @@ def flow_warp_forward(ext: ModuleType, start, end, flow, t, reads_channels_last:
     return ext.flow_warp_forward(start, end, flow.contiguous(), t.contiguous())
 
 
-def flow_warp_backward(ext: ModuleType, grad_out, start, end, flow, t, needs):
+def flow_warp_backward(ext: ModuleType, grad_out, start, end, flow, t, needs,
+                       reads_channels_last: bool = False):
+    """``reads_channels_last``: the extension takes channels-last float32 start and end as
+    they are (and gives their gradients channels-last)."""
+    if not (reads_channels_last and start.dtype == torch.float32 and _channels_last_only(start)
+            and _channels_last_only(end)):
+        start, end = start.contiguous(), end.contiguous()
     gs, ge, gf, gt = ext.flow_warp_backward(
-        grad_out.contiguous(), start.contiguous(), end.contiguous(), flow.contiguous(),
-        t.contiguous(), needs[0] or needs[1], needs[2] or needs[3])
+        grad_out.contiguous(), start, end, flow.contiguous(), t.contiguous(),
+        needs[0] or needs[1], needs[2] or needs[3])
     return _keep(needs[0], gs), _keep(needs[1], ge), _keep(needs[2], gf), _keep(needs[3], gt)
 
 

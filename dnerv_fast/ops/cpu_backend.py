@@ -33,7 +33,7 @@ def flow_warp_forward(start, end, flow, t) -> torch.Tensor:
 
 
 def flow_warp_backward(grad_out, start, end, flow, t, needs):
-    return _k.flow_warp_backward(cpu_extension(), grad_out, start, end, flow, t, needs)
+    return _k.flow_warp_backward(cpu_extension(), grad_out, start, end, flow, t, needs, True)
 
 
 def saf_modulate_forward(x, fused, weight, bias, decoding: bool) -> torch.Tensor:
