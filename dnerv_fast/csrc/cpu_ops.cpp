@@ -612,9 +612,16 @@ void temporal_mix_f32(const float* g, int64_t n, const float* w, const float* bi
     }
 }
 
-// The same for any T and accumulator type, one output frame at a time.
+// Whether the GTMLP loops of T frames take the register-blocked float kernels.
+template <typename A> bool register_blocked(int64_t T) { return std::is_same_v<A, float> && T == 8; }
+
+// temporal_mix_f32 for any T and accumulator type; one output frame at a time where not
+// register_blocked.
 template <typename A>
 void temporal_mix(const A* g, int64_t T, int64_t n, const A* w, const A* bias, A* mix) {
+  if constexpr (std::is_same_v<A, float>) {
+    if (register_blocked<A>(T)) return temporal_mix_f32<8>(g, n, w, bias, mix);
+  }
   for (int64_t tp = 0; tp < T; ++tp) {
     A* m = mix + tp * n;
     const A* gt = g + tp * n;
@@ -657,15 +664,7 @@ void tail_forward_impl(const T* y, const T* conv_bias, const T* weight, const T*
         A* g = pre.data() + i * d.T * row;
         if (!quad) gather_row(y, conv_bias, d, b, c, h, i, g);
         gelu_row(g, g, d.T * row);
-        if constexpr (std::is_same_v<A, float>) {
-          if (d.T == 8) {
-            temporal_mix_f32<8>(g, row, w.data(), bt.data(), mix.data());
-          } else {
-            temporal_mix(g, d.T, row, w.data(), bt.data(), mix.data());
-          }
-        } else {
-          temporal_mix(g, d.T, row, w.data(), bt.data(), mix.data());
-        }
+        temporal_mix(g, d.T, row, w.data(), bt.data(), mix.data());
         const int64_t oy = h * d.s + i;
         for (int64_t tp = 0; tp < d.T; ++tp) {
           T* o = out + ((b * d.C + c) * d.T + tp) * d.out_plane() + oy * d.W * d.s;
@@ -714,11 +713,26 @@ void weight_grad_lanes_f32(const float* go, const float* g, int64_t n, float* la
   }
 }
 
+// weight_grad_lanes_f32 for any T and accumulator type: lanes [T][T][n] (one per column)
+// where not register_blocked, [T][T][kLanes] where it is.
+template <typename A>
+void weight_grad_lanes(const A* go, const A* g, int64_t T, int64_t n, A* lanes) {
+  if constexpr (std::is_same_v<A, float>) {
+    if (register_blocked<A>(T)) return weight_grad_lanes_f32<8>(go, g, n, lanes);
+  }
+  for (int64_t tp = 0; tp < T; ++tp)
+    for (int64_t t = 0; t < T; ++t) {
+      const A* gop = go + tp * n;
+      const A* gt = g + t * n;
+      A* lw = lanes + (tp * T + t) * n;
+      for (int64_t k = 0; k < n; ++k) lw[k] += gop[k] * gt[k];
+    }
+}
+
 // One task per output channel c, so the weight / bias gradients of c are owned by one
 // thread (deterministic). They are accumulated lane-wise (vectorises: no reduction inside
-// the hot loops) and reduced once per channel. Float with 8 frames takes the register-blocked
-// weight gradient and temporal mix; the gradient through the mix is the forward's mix with
-// the weights transposed.
+// the hot loops) and reduced once per channel. The gradient through the temporal mix is the
+// forward's mix with the weights transposed.
 template <typename T>
 void tail_backward_impl(const T* gout, const T* y, const T* conv_bias, const T* weight, T* gy,
                         acc_t<T>* gbias_conv, acc_t<T>* gweight, acc_t<T>* gbias_tfc,
@@ -726,9 +740,7 @@ void tail_backward_impl(const T* gout, const T* y, const T* conv_bias, const T* 
   using A = acc_t<T>;
   const int64_t row = d.s * d.W, T_ = d.T, s = d.s;
   const int64_t CSS = d.C * s * s;
-  constexpr bool kFloat = std::is_same_v<A, float>;
-  const bool blocked = kFloat && T_ == 8;
-  const int64_t w_lanes = blocked ? dnerv::simd::kLanes : row;  // lane accumulators per weight
+  const int64_t w_lanes = register_blocked<A>(T_) ? dnerv::simd::kLanes : row;  // per weight
   at::parallel_for(0, d.C, 1, [&](int64_t begin, int64_t stop) {
     std::vector<A> pre(T_ * row), g(T_ * row), go(T_ * row), gg(T_ * row), dg(row);
     std::vector<A> w_t(T_ * T_), no_bias(T_, A(0));
@@ -754,23 +766,9 @@ void tail_backward_impl(const T* gout, const T* y, const T* conv_bias, const T* 
               A* lb = lane_bt.data() + tp * row;
               for (int64_t k = 0; k < row; ++k) lb[k] += dst[k];
             }
+            weight_grad_lanes(go.data(), g.data(), T_, row, lane_w.data());
             // gg[t] = go[t] + sum_tp W[tp][t] go[tp]: the gradient through the GTMLP.
-            if constexpr (kFloat) {
-              if (blocked) {
-                weight_grad_lanes_f32<8>(go.data(), g.data(), row, lane_w.data());
-                temporal_mix_f32<8>(go.data(), row, w_t.data(), no_bias.data(), gg.data());
-              }
-            }
-            if (!blocked) {
-              for (int64_t tp = 0; tp < T_; ++tp)
-                for (int64_t t = 0; t < T_; ++t) {
-                  const A* gop = go.data() + tp * row;
-                  const A* gt = g.data() + t * row;
-                  A* lw = lane_w.data() + (tp * T_ + t) * row;
-                  for (int64_t k = 0; k < row; ++k) lw[k] += gop[k] * gt[k];
-                }
-              temporal_mix(go.data(), T_, row, w_t.data(), no_bias.data(), gg.data());
-            }
+            temporal_mix(go.data(), T_, row, w_t.data(), no_bias.data(), gg.data());
             A* lbc = lane_bc.data() + i * row;  // [i][j][w]: input channel (c, i, j)
             for (int64_t t = 0; t < T_; ++t) {
               A* ggt = gg.data() + t * row;
