@@ -1,4 +1,4 @@
-r"""The paper's three claims at small scale on real video (issue 15).
+r"""The paper's three claims at small scale on real video.
 
 1. D-NeRV against NeRV at equal bpp (PSNR, MS-SSIM), every byte counted for both: D-NeRV's
    whole ``.dnerv`` file (framing, header, weights, keyframes), NeRV's weights packed by the

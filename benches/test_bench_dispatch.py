@@ -3,7 +3,7 @@
 Three ways to run the same kernel, one benchmark group per op and autograd mode:
 ``public`` (``dnerv_fast.ops.<op>``: input checks, backend choice, autograd wrapper),
 ``backend`` (the backend module's autograd entry point) and ``kernel`` (its raw forward, no
-autograd). ``public - kernel`` is the whole per-call cost of the dispatch glue; issue 12's
+autograd). ``public - kernel`` is the whole per-call cost of the dispatch glue; the
 target is at most 10 microseconds. Runs on the fast backend auto picks for the device.
 Run: ``pytest benches/test_bench_dispatch.py --benchmark-enable --benchmark-columns=min,median``.
 """

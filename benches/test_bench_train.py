@@ -45,7 +45,7 @@ PRECISION = os.environ.get("DNERV_BENCH_DTYPE", "fp32")
 BATCH = int(os.environ.get("DNERV_BENCH_BATCH", "8" if DEVICE.type == "cuda" else "2"))
 STEPS = int(os.environ.get("DNERV_BENCH_TRAIN_STEPS", "40" if DEVICE.type == "cuda" else "4"))
 ROUNDS = int(os.environ.get("DNERV_BENCH_ROUNDS", "3"))
-# UVG as the paper trains it (SPEC): 7 videos, 6 of 600 frames and 1 of 300, 24 patches each.
+# UVG as the paper trains it: 7 videos, 6 of 600 frames and 1 of 300, 24 patches each.
 UVG_CLIPS_PER_EPOCH = 24 * (6 * math.ceil(600 / 8) + math.ceil(300 / 8))
 
 

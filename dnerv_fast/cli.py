@@ -17,31 +17,16 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from . import __version__
-from .devices import DEVICES
+from .options import shared_option
 
 
-def _output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace outputs of the same name; other files in an output folder stay")
+def _shared(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    return lambda p: shared_option(name).add_to(p)
 
 
-def _progress_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-
-
-def _device_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", choices=DEVICES,
-                   help="where the network runs (auto: a GPU when there is one; under torchrun, "
-                        "each process's GPU cuda:LOCAL_RANK)")
-
-
-def _debug_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--debug", action="store_true",
-                   help="print the full traceback of an internal error")
-
-
+# Option groups several commands take, defined in options.CommonSettings.
 SHARED: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "output": _output_options, "progress": _progress_options, "device": _device_options,
+    "output": _shared("overwrite"), "progress": _shared("quiet"), "device": _shared("device"),
 }
 
 
@@ -127,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         _function(command.arguments)(p)
         for group in command.shared:
             SHARED[group](p)
-        _debug_options(p)
+        shared_option("debug").add_to(p)
         p.set_defaults(func=command.run)
     return parser
 
@@ -159,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every failure ends in one ``error:`` line on stderr and the exit
     status of the parser's epilog; argparse itself exits 2 on a bad command line."""
     from .allocator import keep_large_blocks_on_heap
-    from .errors import CodecError, Interrupted
+    from .errors import DNeRVError, Interrupted
     args = build_parser().parse_args(argv)
     try:
         keep_large_blocks_on_heap()
@@ -171,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dnerv-fast {args.command}: error: interrupted; outputs not yet complete were "
               f"not written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except CodecError as exc:
+    except DNeRVError as exc:
         print(f"dnerv-fast {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except MemoryError:

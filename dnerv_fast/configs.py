@@ -166,7 +166,7 @@ CONFIGS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(fc_dim=16, patch_size=(64, 64), name="tiny"),
 }
 
-# Parameter counts published with the paper (SPEC.md), in millions: a test of fidelity.
+# Parameter counts of the model sizes the paper reports, in millions: a test of fidelity.
 PUBLISHED_PARAMS_M = {"uvg-XS": 8.018, "uvg-S": 15.955, "uvg-M": 24.198, "uvg-L": 41.660,
                       "uvg-XL": 67.953, "ucf101-S": 21.389, "ucf101-M": 39.144, "ucf101-L": 61.303}
 

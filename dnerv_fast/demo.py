@@ -60,8 +60,8 @@ def run_demo(args: argparse.Namespace) -> int:
               f"of raw ({result.section_bytes['weights']:,} bytes of weights for "
               f"{result.header['parameters']:,} parameters, "
               f"{result.section_bytes['keyframes']:,} of keyframes)")
-        if result.truth is not None:
-            print("\n".join(result.truth.lines()))
+        if result.summary is not None:
+            print("\n".join(result.summary.lines()))
         decode(tmp / "demo.dnerv", tmp / "decoded", progress=not args.quiet)
         print(f"3/4 decoded {shown / 'decoded'}")
         rows = evaluate(tmp / "demo.dnerv", paths, crfs=ANCHOR_CRFS, progress=not args.quiet)

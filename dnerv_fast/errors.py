@@ -1,14 +1,29 @@
 """Every error a user can cause, for the whole package: the bottom layer, imported by all.
 
 Every failure caused by input, environment or interruption (a bad file or option, an
-existing output, a checkpoint of another run) is a ``CodecError`` subclass, so the command
-line prints its one-line message and exits non-zero without a traceback; anything else that
-reaches :func:`dnerv_fast.cli.main` is reported as a bug.
+existing output, a checkpoint of another run, a diverging training) is a :class:`DNeRVError`,
+so the command line prints its one-line message and exits non-zero without a traceback;
+anything else that reaches :func:`dnerv_fast.cli.main` is reported as a bug. Under it:
+
+- :class:`UsageError`: a setting's value is not allowed (also a ``ValueError``);
+- :class:`CodecError`: reading or writing videos, keyframes, ``.dnerv`` files and outputs;
+- :class:`CheckpointError`: a checkpoint that is missing, damaged or of another run;
+- :class:`TrainingError`: training cannot go on (:class:`TrainingDiverged`, data too large);
+- :class:`Interrupted`: the user stopped a command.
 """
 
 
-class CodecError(Exception):
-    """Base class for all user-facing errors of the dnerv_fast codec."""
+class DNeRVError(Exception):
+    """Base class of every error a user of dnerv_fast can cause."""
+
+
+class UsageError(DNeRVError, ValueError):
+    """A setting's value is not allowed: out of its bounds, of the wrong type, or asking for
+    the impossible in combination with others."""
+
+
+class CodecError(DNeRVError):
+    """Base class of the codec's errors: videos, keyframes, ``.dnerv`` files, outputs."""
 
 
 class VideoReadError(CodecError):
@@ -35,7 +50,7 @@ class OutputExistsError(CodecError):
     """The output path exists and overwriting was not asked for."""
 
 
-class CheckpointError(CodecError, ValueError):
+class CheckpointError(DNeRVError, ValueError):
     """A checkpoint (a training checkpoint, or reference weights for a model) is missing,
     unreadable, or does not match the run or the model; the message names what differs."""
 
@@ -45,9 +60,13 @@ class OutputPathError(CodecError):
     file where a folder should go, or outputs that would mix with other files)."""
 
 
-class Interrupted(CodecError):
+class TrainingError(DNeRVError):
+    """Training cannot go on; the message says why and what to change."""
+
+
+class TrainingDiverged(TrainingError):
+    """The loss became NaN or infinite."""
+
+
+class Interrupted(DNeRVError):
     """The user interrupted a command (Ctrl-C); the message says what was kept."""
-
-
-class UsageError(CodecError):
-    """An option's value is not allowed (the command line parsed, but asks for the impossible)."""

@@ -1,4 +1,4 @@
-"""Clip and keyframe schedule of D-NeRV (SPEC section 1), in 0-based frame indices.
+"""Clip and keyframe schedule of D-NeRV (the paper's reference code), in 0-based frame indices.
 
 A video of L frames is cut into clips of ``clip_len`` frames. Clip k holds frames
 k*n .. k*n+n-1; its start keyframe is frame k*n and its end keyframe min(L-1, (k+1)*n), so

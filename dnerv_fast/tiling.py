@@ -1,6 +1,6 @@
 """Cut frames of any size into the model's fixed-size patches and put them back.
 
-Each patch position becomes its own video (SPEC section 1: UVG's 1024x1920 frames become
+Each patch position becomes its own video (as in the paper's reference code: UVG's 1024x1920 frames become
 4x6 patch sequences of 256x320, row-major). Frames that do not fill the grid are padded by
 repeating their edge pixels (``fit="pad"``, cropped away again by :func:`stitch`), or the
 remainder is dropped (``fit="crop"``: the paper's upper-left crop of 1080p UVG to 1024 rows).

@@ -11,7 +11,7 @@ import torch
 
 from dnerv_fast.codec.bitstream import MAGIC
 from dnerv_fast.cli import main
-from dnerv_fast.errors import BitstreamError, CodecError, OutputExistsError
+from dnerv_fast.errors import BitstreamError, CheckpointError, CodecError, OutputExistsError
 from dnerv_fast.codec.pipeline import decode, encode, load
 from dnerv_fast.metrics import psnr
 from dnerv_fast.media.video_io import read_video, write_video
@@ -111,6 +111,8 @@ def test_cli_round_trip_eval_and_errors(encoded, tmp_path, capsys):
                "--csv", csv_path, "--plot", plot, "-q") == 0
     table = capsys.readouterr().out
     assert "D-NeRV" in table and "x265" in table
+    assert f"compared frames 1-{FRAMES} of {CARPHONE}" in table
+    assert f"wrote {csv_path}" in table and f"wrote {plot}" in table
     rows = list(csv.DictReader(csv_path.open()))
     assert len(rows) == 2 + 2 * 2 * 2                 # (video + ALL) for D-NeRV and 4 anchors
     dnerv = [r for r in rows if r["method"] == "D-NeRV" and r["video"] == "ALL"][0]
@@ -123,7 +125,8 @@ def test_cli_round_trip_eval_and_errors(encoded, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="2"):                     # argparse: not a choice
         cli("encode", CARPHONE, "-o", tmp_path / "x.dnerv", "--keyframe-codec", "gif")
-    assert cli("encode", CARPHONE, "-o", tmp_path / "x.dnerv", "--bits", "9") == 1
+    with pytest.raises(SystemExit, match="2"):                     # the parser checks bounds
+        cli("encode", CARPHONE, "-o", tmp_path / "x.dnerv", "--bits", "9")
     assert cli("encode", tmp_path / "missing.mp4", "-o", tmp_path / "x.dnerv", "--epochs", "1") == 1
     assert cli("eval", path, tmp_path / "dec" / "carphone_pristine.mp4", CARPHONE, "-q") == 1
     err = capsys.readouterr().err
@@ -135,7 +138,7 @@ def test_resume_from_checkpoint(tmp_path):
     crop = read_video(CARPHONE, max_frames=FRAMES).frames[:, :64, :64]
     src = write_video(np.ascontiguousarray(crop), tmp_path / "c.mp4")
     path = tmp_path / "c.dnerv"
-    with pytest.raises(CodecError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         encode([src], path, epochs=1, resume=True, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
 
@@ -174,7 +177,7 @@ def test_two_videos_in_one_file(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_half_precision_decode_stays_within_005_db_of_fp32(encoded, tmp_path, dtype):
-    """Issue 5's bar: half-precision decoding of real video loses under 0.05 dB PSNR."""
+    """The bar: half-precision decoding of real video loses under 0.05 dB PSNR."""
     path, _ = encoded
     source = torch.from_numpy(read_video(CARPHONE, max_frames=FRAMES).frames).double()
 
@@ -200,7 +203,7 @@ def test_each_keyframe_is_decoded_once_per_encode(tmp_path, monkeypatch):
     result = encode([src], tmp_path / "clip.dnerv", epochs=1, batch_size=2, progress=False,
                     measure=True)
     assert sizes == [(64, 64)] * 3            # frames 0, 8 and 9: trained on and measured
-    assert result.truth is not None and result.truth.weights.parameters > 0
+    assert result.summary is not None and result.summary.weights.parameters > 0
     # the frames trained on are those a decoder of the file gets
     stored = load(tmp_path / "clip.dnerv").videos[0].keyframes
     assert torch.equal(result.videos[0].keyframes, stored)

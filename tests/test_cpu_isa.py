@@ -1,7 +1,7 @@
 """The CPU kernels' AVX2 code paths, built and tested on a machine whose native build takes
 the AVX-512 ones: the CPU parity tests run again, in a fresh process, against a build for
-x86-64-v3 (AVX2 and FMA, no AVX-512), the target of the 2-core AMD machines the speed
-figures of issue 14 come from."""
+x86-64-v3 (AVX2 and FMA, no AVX-512), the target of the 2-core AMD machines the CPU
+speed figures come from."""
 import os
 import platform
 import subprocess

@@ -23,7 +23,7 @@ def test_from_config_names_are_case_insensitive_and_reject_unknown():
 
 
 def expected_keys(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Reference key names and shapes, written out from SPEC.md section 2."""
+    """Reference key names and shapes, written out from the paper's reference code."""
     gh, gw = config.stem_grid
     w = config.stage_widths()
     T, E, F_ = config.clip_len, config.embed_length, config.fc_dim

@@ -118,8 +118,7 @@ class _OpLog(TorchDispatchMode):
 
 def test_reference_ops_build_no_tensor_from_python_data():
     """A tensor made from a Python list (aten.lift_fresh) is a host-to-device copy and sync on
-    CUDA and breaks CUDA-graph capture of a call that falls back to the reference (issue 12,
-    defect 5)."""
+    CUDA and breaks CUDA-graph capture of a call that falls back to the reference."""
     (y, cb, tw, tb), s = tail_inputs((1, 2, 3, 4, 5, 2), seed=7)
     with _OpLog() as log:
         reference.flow_warp(*flow_warp_inputs((1, 2, 3, 4, 5), seed=7))

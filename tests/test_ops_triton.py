@@ -104,7 +104,7 @@ def test_float64_is_declined_to_reference():
 def test_tail_backward_first_call_with_gpu_autotuning(monkeypatch):
     """Autotuning _tail_bwd over the GPU configs (a benchmarker that prefers the last, largest
     block) must not leave the partial sums of the smaller blocks in the weight / bias
-    gradients of the first call for a key (issue 12, defect 1)."""
+    gradients of the first call for a key."""
     from dnerv_fast.kernels import upsample_tail as U
     times = iter(range(100, 0, -1))  # each config timed is faster than the one before
     monkeypatch.setattr(U._tail_bwd, "configs", U.gpu_configs())
@@ -118,8 +118,7 @@ def test_tail_backward_first_call_with_gpu_autotuning(monkeypatch):
 @needs_runtime
 def test_launch_failure_falls_back_once_and_is_remembered(monkeypatch):
     """A Triton compile error at the first launch under auto: one warning naming the backend
-    and the error, the call completes on the next backend, and later calls go there directly
-    (issue 12, defect 2)."""
+    and the error, the call completes on the next backend, and later calls go there directly."""
     from triton.runtime.errors import PTXASError
 
     from dnerv_fast.kernels import flow_warp as W
@@ -154,7 +153,7 @@ def test_launch_failure_falls_back_once_and_is_remembered(monkeypatch):
 
 def test_saf_precision_reads_the_new_fp32_precision_api(monkeypatch):
     """Once a program uses torch's fp32_precision API, reading allow_tf32 raises; the SAF
-    kernel's precision choice must not (issue 12, defect 3). A fake CUDA tensor reaches the
+    kernel's precision choice must not. A fake CUDA tensor reaches the
     check without a GPU."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 

@@ -92,14 +92,14 @@ def test_unreachable_target_is_refused_before_training(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_truth_lines_compare_with_raw_and_x264():
-    from dnerv_fast.codec.summary import AnchorPoint, Truth
-    t = Truth(4000, 1000, 30.0, (AnchorPoint(30, 31.0, 2000), AnchorPoint(31, 29.0, 1000)))
+def test_summary_lines_compare_with_raw_and_x264():
+    from dnerv_fast.codec.summary import AnchorPoint, EncodeSummary
+    t = EncodeSummary(4000, 1000, 30.0, (AnchorPoint(30, 31.0, 2000), AnchorPoint(31, 29.0, 1000)))
     assert abs(t.x264_bytes() - 2000 ** 0.5 * 1000 ** 0.5) < 1e-6
     lines = t.lines()
     assert "32.0000 bpp" in lines[0] and "PSNR 30.00 dB" in lines[0]
     assert "same PSNR" in lines[1] and lines[2].startswith("warning: the file is larger")
-    low = Truth(10, 1000, 12.0, (AnchorPoint(51, 20.0, 5),)).lines()
+    low = EncodeSummary(10, 1000, 12.0, (AnchorPoint(51, 20.0, 5),)).lines()
     assert "lowest rate (CRF 51)" in low[1] and len(low) == 2
 
 

@@ -1,4 +1,4 @@
-"""The README's Python blocks run as written, in order, in a fresh folder (issue 11)."""
+"""The README's Python blocks run as written, in order, in a fresh folder."""
 from __future__ import annotations
 
 import re

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from checkpoint_hooks import copy_checkpoint_after
-from dnerv_fast.errors import CheckpointError, CodecError
+from dnerv_fast.errors import CheckpointError, CodecError, UsageError
 from dnerv_fast.media.keyframes import encode_keyframe
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.clips.data import prepare_video
@@ -169,7 +169,7 @@ def test_a_late_phase_ends_the_same_schedule_and_resumes_from_before_it(prepared
         with pytest.raises(CheckpointError, match="other settings"):
             train(DNeRV.from_config("tiny"), [prepared], settings, checkpoint=ckpt, resume=True,
                   progress=False, late=late)
-    with pytest.raises(CodecError, match="late phase"):
+    with pytest.raises(UsageError, match="late phase"):
         train(DNeRV.from_config("tiny"), [prepared], settings, progress=False,
               late=LatePhase(3, enter, "x"))
 
@@ -190,5 +190,5 @@ def test_resume_errors(prepared, tmp_path):
 
 
 def test_bad_settings(prepared):
-    with pytest.raises(CodecError, match="epochs"):
+    with pytest.raises(UsageError, match="epochs"):
         train(DNeRV.from_config("tiny"), [prepared], TrainSettings(epochs=0), progress=False)

@@ -10,7 +10,7 @@ import torch
 
 from checkpoint_hooks import copy_checkpoint_after
 from dnerv_fast.clips.data import all_clips, keyframe_images, make_batch, prepare_video
-from dnerv_fast.errors import CodecError
+from dnerv_fast.errors import CheckpointError, UsageError
 from dnerv_fast.media.keyframes import encode_keyframe
 from dnerv_fast.media.synthetic import moving_pattern
 from dnerv_fast.model.dnerv import DNeRV
@@ -104,7 +104,7 @@ def test_divergence_is_caught_at_the_sync_point(videos, monkeypatch):
 
 def test_run_settings_checked_and_left_out_of_the_fingerprint(videos):
     for bad in ({"precision": "fp8"}, {"sync_every": 0}, {"data": "disk"}, {"compile": 1}):
-        with pytest.raises(CodecError):
+        with pytest.raises(UsageError):
             TrainSettings(epochs=1, **bad).validate()
     model = DNeRV(CONFIG)
     a = trainer._fingerprint(model, videos, TrainSettings(epochs=1))
@@ -155,7 +155,7 @@ def test_fp16_scaler_state_is_checkpointed(videos, tmp_path):
     state = torch.load(ckpt, weights_only=True)
     assert set(state["scaler"]) >= {"scale", "_growth_tracker"}
     more = TrainSettings(epochs=2, batch_size=4, precision="fp16")
-    with pytest.raises(CodecError, match="other settings"):     # epochs differ: still checked
+    with pytest.raises(CheckpointError, match="other settings"):     # epochs differ: still checked
         train(DNeRV(CONFIG), videos, more, checkpoint=ckpt, resume=True, progress=False)
 
 

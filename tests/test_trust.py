@@ -1,4 +1,4 @@
-"""Files from strangers, users' folders and bad input never hurt the user (issue 10).
+"""Files from strangers, users' folders and bad input never hurt the user.
 
 Hostile .dnerv files are built from a tiny valid one (tests/hostile_files.py); each attack
 must end in one ``error:`` line and a non-zero exit, or in a valid decode that writes only

@@ -1,7 +1,7 @@
 """Prepared videos and clip batches for training and for rendering a model's output.
 
 A :class:`PreparedVideo` holds one source video cut into patch sequences (each patch
-position is its own video, SPEC section 1) with its keyframes decoded from the bytes the
+position is its own video, as in the paper's reference code) with its keyframes decoded from the bytes the
 keyframe codec made: the network is trained on, and decodes from, exactly the keyframes the
 file stores. Keyframes are coded once per video at the original frame size (one image per
 keyframe index, shared by the two clips that use it and by all patches), then tiled. For

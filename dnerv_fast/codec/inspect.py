@@ -10,6 +10,7 @@ from dnerv_fast.codec.header import parse_header
 from dnerv_fast.codec.render import RENDER_CHUNK
 from dnerv_fast.codec.weight_report import WeightsSummary, tensor_bits, tensor_table
 from dnerv_fast.codec.weights import decode_layout, model_shapes, read_layout
+from dnerv_fast.options import keyframe_setting
 
 
 def describe_file(path: str | os.PathLike, tensors: bool = False) -> str:
@@ -29,8 +30,8 @@ def describe_file(path: str | os.PathLike, tensors: bool = False) -> str:
         f"model: {c.name}, fc_dim {c.fc_dim}, patch {c.patch_size[0]}x{c.patch_size[1]}, "
         f"clips of {c.clip_len}, strides {list(c.strides)}, {head.parameters} parameters at "
         f"{head.bits} bits" + (f", {head.prune:.0%} pruned" if head.prune else ""),
-        f"keyframes: {len(container.keyframes)} x {head.keyframe_codec} quality "
-        f"{head.keyframe_quality}",
+        f"keyframes: {len(container.keyframes)} x "
+        f"{keyframe_setting(head.keyframe_codec, head.keyframe_quality)}",
         "sections: " + ", ".join(f"{name} {n} B ({n / total:.1%})" for name, n in sizes.items()),
         WeightsSummary.of(layout).line(),
         f"{'video':<24} {'size':>11} {'frames':>7} {'fps':>7}",

@@ -16,14 +16,13 @@ from dnerv_fast.codec.bitstream import (FORMAT_VERSION, Container, bits_per_pixe
 from dnerv_fast.errors import (CodecError, Interrupted, OutputExistsError,
                                OutputPathError, UsageError)
 from dnerv_fast.codec.header import FORMAT_NAME, keyframe_count, parse_header
-from dnerv_fast.media.keyframes import (DEFAULT_CODEC as DEFAULT_KEYFRAME_CODEC, code_keyframe,
-                                        decode_keyframe, get_codec)
+from dnerv_fast.media.keyframes import KeyframeCodec, code_keyframe, decode_keyframe, get_codec
 from dnerv_fast.codec.quantize import check_bits, check_prune
 from dnerv_fast.codec.names import safe_names
 from dnerv_fast.codec.qat import qat_phase
 from dnerv_fast.codec.rate import RatePlan, plan
 from dnerv_fast.codec.render import RENDER_CHUNK, render_video
-from dnerv_fast.codec.summary import Truth, measure as measure_truth
+from dnerv_fast.codec.summary import EncodeSummary, measure as measure_summary
 from dnerv_fast.codec.weight_report import WeightsSummary
 from dnerv_fast.codec.weights import (dequantize_state_dict, model_shapes, pack_weights,
                                       quantize_state_dict, read_layout, unpack_weights)
@@ -34,7 +33,8 @@ from dnerv_fast.precision import parse_dtype
 from dnerv_fast.devices import resolve_device
 from dnerv_fast.train.distributed import Distributed, session
 from dnerv_fast.train.masks import MaskSource, fill_holes, video_holes
-from dnerv_fast.train.trainer import TrainSettings, train
+from dnerv_fast.options import EncodeSettings, build, docstring
+from dnerv_fast.train.trainer import LatePhase, TrainSettings, train
 from dnerv_fast.media.video_io import Video, png_names, read_video, write_video
 
 
@@ -48,7 +48,7 @@ class Encoded:
     file_bytes: int
     section_bytes: dict[str, int]
     rate_plan: RatePlan | None = None
-    truth: Truth | None = None
+    summary: EncodeSummary | None = None
 
     @property
     def total_pixels(self) -> int:
@@ -89,22 +89,22 @@ def _header(config: ModelConfig, entries: list[dict[str, Any]], codec: str, qual
     return header
 
 
-def _fill(sources: list[Video], masks: MaskSource | None
-          ) -> tuple[list[Video], list[np.ndarray | None]]:
+def _fill_holes(sources: list[Video], masks: MaskSource | None
+                ) -> tuple[list[Video], list[np.ndarray | None]]:
     """The videos the encoder codes (holes filled) and their holes."""
     holes = video_holes(masks, sources) if masks is not None else [None] * len(sources)
     return [v if h is None else fill_holes(v, h) for v, h in zip(sources, holes)], holes
 
 
-def _code(images: list[np.ndarray], codec: str, quality: int, dist: Distributed,
-          progress: bool) -> list[bytes]:
+def _code_keyframes(images: list[np.ndarray], codec: str, quality: int, dist: Distributed,
+                    progress: bool) -> list[bytes]:
     """Every keyframe coded at ``quality`` (the processes share the work)."""
     return dist.map(lambda frame: code_keyframe(frame, codec, quality), images,
                     "keyframes", progress)
 
 
-def _prepare(inputs: list[Video], holes: list[np.ndarray | None], config: ModelConfig,
-             codec: str, coded: list[bytes], dist: Distributed) -> list[PreparedVideo]:
+def _tile_videos(inputs: list[Video], holes: list[np.ndarray | None], config: ModelConfig,
+                 codec: str, coded: list[bytes], dist: Distributed) -> list[PreparedVideo]:
     """Tile the videos with their coded keyframes (``coded``: all videos' keyframes in
     order), each decoded here, once: training and the final measurement use these frames."""
     sizes = [(v.height, v.width) for v in inputs for _ in keyframe_images(v, config)]
@@ -132,136 +132,166 @@ def _plan_rate(target_bpp: float, inputs: list[Video], base: ModelConfig, codec:
 
     return plan(target_bpp, sum(v.height * v.width * v.num_frames for v in inputs), base, bits,
                 codec, None if quality is None else [quality],
-                lambda q: _code(images, codec, q, dist, False), overhead)
+                lambda q: _code_keyframes(images, codec, q, dist, False), overhead)
 
 
-def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike, *, size: str = "tiny",
-           epochs: int = 100, keyframe_codec: str = DEFAULT_KEYFRAME_CODEC, keyframe_quality: int | None = None,
-           bits: int = 8, prune: float = 0.0, batch_size: int = 8, lr: float = 5e-4,
-           loss: str = "uvg", seed: int = 0, max_frames: int | None = None,
-           resume: bool = False, checkpoint_every: int = 0, keep_checkpoint: bool = False,
+@dataclass(frozen=True)
+class _EncodeJob:
+    """An encode's settings, checked, and the paths it writes."""
+
+    settings: EncodeSettings
+    out: Path
+    checkpoint: Path
+    codec: KeyframeCodec
+    quality: int
+    config: ModelConfig
+    train: TrainSettings
+    late: LatePhase | None
+
+
+def _check_job(s: EncodeSettings, out_path: str | os.PathLike, overwrite: bool) -> _EncodeJob:
+    """Phase 1: every setting and the output checked before any work starts."""
+    out = check_file_output(out_path, overwrite)
+    if out.suffix != ".dnerv":
+        raise OutputPathError(f"the output of encode is a .dnerv file; '{out}' does not end in "
+                              f".dnerv")
+    ckpt = Path(f"{out}.ckpt")
+    if not s.resume and ckpt.exists() and not overwrite:
+        raise OutputExistsError(f"checkpoint '{ckpt}' of an earlier run exists; pass --resume "
+                                f"to continue it or --overwrite to start over and replace it")
+    bits, prune = check_bits(s.bits), check_prune(s.prune)
+    codec, quality = get_codec(s.keyframe_codec, s.keyframe_quality)
+    settings = TrainSettings(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, loss=s.loss,
+                             seed=s.seed, precision=s.precision, compile=s.compile)
+    settings.validate()
+    late = qat_phase(s.epochs, s.qat, bits, prune)
+    try:
+        config = get_config(s.size)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    return _EncodeJob(s, out, ckpt, codec, quality, config, settings, late)
+
+
+def _prepare_inputs(job: _EncodeJob, inputs: list[Video], holes: list[np.ndarray | None],
+                    masks: MaskSource | None, dist: Distributed, progress: bool
+                    ) -> tuple[list[PreparedVideo], ModelConfig, int, RatePlan | None]:
+    """Phase 2: keyframes coded (at the rate target's choice, if any) and the videos tiled.
+    Returns the videos, the configuration and keyframe quality used, and the rate plan."""
+    s, codec = job.settings, job.codec.name
+    config, quality, rate_plan = job.config, job.quality, None
+    if s.target_bpp is not None:
+        rate_plan = _plan_rate(s.target_bpp, inputs, config, codec, s.keyframe_quality,
+                               s.bits, s.prune, masks, dist)
+        config, quality, coded = rate_plan.network.config, rate_plan.quality, rate_plan.keyframes
+        if progress:
+            print(rate_plan.describe(codec))
+    else:
+        coded = _code_keyframes([f for v in inputs for f in keyframe_images(v, config)], codec,
+                                quality, dist, progress)
+    return _tile_videos(inputs, holes, config, codec, coded, dist), config, quality, rate_plan
+
+
+def _train_network(job: _EncodeJob, config: ModelConfig, prepared: list[PreparedVideo],
+                   dist: Distributed, progress: bool) -> DNeRV:
+    """Phase 3: a new network trained on the videos (checkpointed, resumable)."""
+    s = job.settings
+    torch.manual_seed(s.seed)
+    model = DNeRV(config).to(dist.device)
+    try:
+        if job.late is not None and progress:
+            print(f"quantisation-aware training: the last {s.epochs - job.late.start} of "
+                  f"{s.epochs} epochs train {job.late.label}")
+        train(model, prepared, job.train, checkpoint=job.checkpoint,
+              checkpoint_every=s.checkpoint_every, resume=s.resume, progress=progress,
+              dist=dist, late=job.late)
+    except KeyboardInterrupt:
+        raise Interrupted(_resume_hint(job.checkpoint)) from None
+    return model
+
+
+def _write_file(job: _EncodeJob, container: Container, overwrite: bool) -> int:
+    """Phase 5 (main process): the file written atomically, then the checkpoint removed."""
+    try:
+        written = write_container(job.out, container, overwrite)
+    except CodecError as e:
+        raise type(e)(f"{e}; the trained network is kept in '{job.checkpoint}': run the same "
+                      f"command with --resume to write the file without training "
+                      f"again") from e
+    if not job.settings.keep_checkpoint:
+        job.checkpoint.unlink(missing_ok=True)
+    return written
+
+
+def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike,
+           settings: EncodeSettings | None = None, *, masks: MaskSource | None = None,
            overwrite: bool = False, progress: bool = True, device: str = "auto",
-           masks: MaskSource | None = None, target_bpp: float | None = None,
-           qat: float = 0.2, measure: bool = False, precision: str = "fp32",
-           compile: bool = False) -> Encoded:
+           measure: bool = False, **options: Any) -> Encoded:
     """Train one D-NeRV on ``videos`` and write everything needed to decode them to ``out_path``.
 
     ``videos``: video files (anything PyAV reads) or folders of frames; ``out_path``: the
-    ``.dnerv`` file (its folder must exist). The rest mirror ``dnerv-fast encode``:
-    ``size`` a named configuration (:data:`dnerv_fast.configs.CONFIGS`); ``epochs``,
-    ``batch_size`` (clips per step), ``lr`` (peak, warm-up then cosine), ``loss`` (``uvg`` or
-    ``ucf101``) and ``seed`` the training; ``keyframe_codec`` / ``keyframe_quality`` the
-    keyframes' intra codec (:mod:`dnerv_fast.media.keyframes`); ``bits`` (4..8) and
-    ``prune`` (a fraction, by magnitude, biases kept: cut when the QAT phase starts, which
-    then fine-tunes the rest; without QAT, cut after training) the weights; ``max_frames``
-    keeps only the first frames of each video; ``overwrite`` replaces an existing output;
-    ``progress`` shows bars.
+    ``.dnerv`` file (its folder must exist). ``settings`` (an :class:`EncodeSettings`) and
+    keyword arguments of the same names (they replace its fields) mirror
+    ``dnerv-fast encode``; the settings and their defaults are listed below.
 
     Training checkpoints go to ``<out_path>.ckpt`` (every ``checkpoint_every`` epochs and
     after the last float epoch; ``resume`` continues from it) and are removed once the file
     is written, unless ``keep_checkpoint``: a finished checkpoint resumed with other ``bits``
     or ``prune`` trains only the QAT epochs again at those (without QAT it re-quantises the
-    same trained weights, training nothing).
+    same trained weights, training nothing). ``qat`` epochs are the last of the one schedule,
+    not checkpointed (resuming runs them again from the checkpoint before them).
+    ``target_bpp`` lands within 15% of the target (:mod:`.rate`; the choice is printed with
+    ``progress`` and returned as ``rate_plan``); a target the smallest network cannot reach
+    raises :class:`CodecError`.
+
     ``device`` is ``auto`` (a GPU when there is one), ``cpu`` or ``cuda``. Under torchrun the
     processes split every batch (``batch_size`` clips in all) and keyframe coding between
     them, and the main process alone writes the file, which is the file one process writes
     up to floating-point differences in training.
     ``masks`` hides pixels from the encoder (inpainting, :mod:`dnerv_fast.train.masks`):
     keyframes and targets are the frames with their holes filled, the loss sees visible
-    pixels only, and box mask settings are stored in the header.
-    ``target_bpp`` asks for a file of that many bits per pixel, every byte counted: the
-    widths of ``size`` are scaled and the keyframe quality chosen (unless given) to land
-    within 15% of it (:mod:`.rate`; the choice is printed with ``progress`` and returned as
-    ``rate_plan``); a target the smallest network cannot reach raises :class:`CodecError`.
-    ``precision`` (``fp32``, ``bf16``, ``fp16``) is the type training computes in (fp32
-    master weights, :mod:`dnerv_fast.train.mixed`); ``compile`` trains the clip decoder
-    under ``torch.compile``.
-    ``qat`` is the share of ``epochs`` spent last in quantisation-aware training at
-    ``bits`` (:mod:`.qat`; 0 turns it off): the last epochs of the one schedule, not
-    checkpointed (resuming runs them again from the checkpoint before them).
+    pixels only, and box mask settings are stored in the header. ``overwrite`` replaces an
+    existing output; ``progress`` shows progress.
     ``measure`` decodes the written model on the real frames for ``psnr`` (after
     quantisation) and the raw RGB size, and finds x264's size at that PSNR
     (:mod:`.summary`; the command line always measures, the API on request).
     Returns the quantised model (on the CPU) exactly as the decoder will rebuild it.
+
+    Settings:
+
+    {settings}
     """
-    out = check_file_output(out_path, overwrite)
-    if out.suffix != ".dnerv":
-        raise OutputPathError(f"the output of encode is a .dnerv file; '{out}' does not end in "
-                              f".dnerv")
-    ckpt = Path(f"{out}.ckpt")
-    if not resume and ckpt.exists() and not overwrite:
-        raise OutputExistsError(f"checkpoint '{ckpt}' of an earlier run exists; pass --resume "
-                                f"to continue it or --overwrite to start over and replace it")
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or \
-            checkpoint_every < 0:
-        raise UsageError(f"checkpoint_every must be a whole number of epochs >= 0, got "
-                         f"{checkpoint_every!r}")
-    bits = check_bits(bits)
-    prune = check_prune(prune)
-    codec, quality = get_codec(keyframe_codec, keyframe_quality)
-    settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, seed=seed,
-                             precision=precision, compile=compile)
-    settings.validate()
-    late = qat_phase(epochs, qat, bits, prune)
-    try:
-        config = get_config(size)
-    except ValueError as e:
-        raise CodecError(str(e)) from e
+    job = _check_job(build(EncodeSettings, settings, options), out_path, overwrite)
+    s = job.settings
     with session(device) as dist:
         progress = progress and dist.is_main
-        sources = read_sources(videos, max_frames)
-        inputs, holes = _fill(sources, masks)
-        rate_plan = None
-        if target_bpp is not None:
-            rate_plan = _plan_rate(target_bpp, inputs, config, codec.name, keyframe_quality,
-                                   bits, prune, masks, dist)
-            config, quality, coded = rate_plan.network.config, rate_plan.quality, rate_plan.keyframes
-            if progress:
-                print(rate_plan.describe(codec.name))
-        else:
-            coded = _code([f for v in inputs for f in keyframe_images(v, config)], codec.name,
-                          quality, dist, progress)
-        prepared = _prepare(inputs, holes, config, codec.name, coded, dist)
-        torch.manual_seed(seed)
-        model = DNeRV(config).to(dist.device)
-        try:
-            if late is not None and progress:
-                print(f"quantisation-aware training: the last {epochs - late.start} of "
-                      f"{epochs} epochs train {late.label}")
-            train(model, prepared, settings, checkpoint=ckpt, checkpoint_every=checkpoint_every,
-                  resume=resume, progress=progress, dist=dist, late=late)
-        except KeyboardInterrupt:
-            raise Interrupted(_resume_hint(ckpt)) from None
+        sources = read_sources(videos, s.max_frames)
+        inputs, holes = _fill_holes(sources, masks)
+        prepared, config, quality, rate_plan = _prepare_inputs(job, inputs, holes, masks, dist,
+                                                               progress)
+        model = _train_network(job, config, prepared, dist, progress)
+        # Phase 4: the weights quantised, the model left exactly as the decoder rebuilds it.
         model.cpu()
-        qsd = quantize_state_dict(model.state_dict(), bits, prune)
+        qsd = quantize_state_dict(model.state_dict(), s.bits, s.prune)
         model.load_state_dict(dequantize_state_dict(qsd))
         model.eval()
-        header = _header(config, _entries(inputs), codec.name, quality, bits, prune,
+        header = _header(config, _entries(inputs), job.codec.name, quality, s.bits, s.prune,
                          sum(p.numel() for p in model.parameters()), masks)
         container = Container(header, pack_weights(qsd),
                               [b for v in prepared for b in v.key_bytes])
-
-        def write() -> int:
-            try:
-                written = write_container(out, container, overwrite)
-            except CodecError as e:
-                raise type(e)(f"{e}; the trained network is kept in '{ckpt}': run the same "
-                              f"command with --resume to write the file without training "
-                              f"again") from e
-            if not keep_checkpoint:
-                ckpt.unlink(missing_ok=True)
-            return written
-
-        size_bytes = dist.on_main(write)
+        size_bytes = dist.on_main(lambda: _write_file(job, container, overwrite))
     for v in prepared:
         v.frames = v.visible = None
     encoded = Encoded(model, prepared, header, size_bytes, section_sizes(container), rate_plan)
     if measure and dist.is_main:
-        layout = read_layout(container.weights, {k: q.shape for k, q in qsd.items()}, bits)
-        encoded.truth = measure_truth([encoded.render(i) for i in range(len(prepared))],
-                                      [v.frames for v in sources], [v.fps for v in sources],
-                                      size_bytes, weights=WeightsSummary.of(layout))
+        # Phase 6: the written model measured against the real frames.
+        layout = read_layout(container.weights, {k: q.shape for k, q in qsd.items()}, s.bits)
+        encoded.summary = measure_summary([encoded.render(i) for i in range(len(prepared))],
+                                          [v.frames for v in sources], [v.fps for v in sources],
+                                          size_bytes, weights=WeightsSummary.of(layout))
     return encoded
+
+
+encode.__doc__ = (encode.__doc__ or "").replace("{settings}", docstring(EncodeSettings).strip())
 
 
 def _resume_hint(ckpt: Path) -> str:

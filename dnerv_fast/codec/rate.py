@@ -32,6 +32,7 @@ from dnerv_fast.codec.entropy import STREAM_HEAD_BYTES, TABLE_HEAD_BYTES
 from dnerv_fast.codec.quantize import num_groups
 from dnerv_fast.codec.weights import GROUP_BYTES
 from dnerv_fast.configs import MAX_WIDTH, MIN_DECODER_WIDTH, ModelConfig
+from dnerv_fast.options import keyframe_setting
 from dnerv_fast.errors import CodecError
 from dnerv_fast.model.dnerv import DNeRV
 
@@ -39,7 +40,7 @@ from dnerv_fast.model.dnerv import DNeRV
 # tiny-family network (fc_dim 4, 61k parameters) trained 10 epochs on carphone: 3.90, 4.97,
 # 6.00, 7.02, 8.03 for 4..8 bits (untrained: 3.92 .. 8.15); per-channel ranges leave the
 # offsets close to uniform, so they cost about the bit depth. The table leans slightly
-# below, as longer training concentrates the weights (issue 13: 7.7 after 60 epochs).
+# below, as longer training concentrates the weights (7.7 bits at 8 after 60 epochs).
 SYMBOL_BITS = {4: 3.85, 5: 4.9, 6: 5.95, 7: 6.95, 8: 7.9}
 # Bytes of the weights' coding fields other than the symbols: the shared table's lo and
 # span, and the stream's word count (the table adds a byte for each symbol value in its span,
@@ -99,7 +100,7 @@ class RatePlan:
         c = self.network.config
         budget = self.target_bpp * self.pixels / 8
         return (f"rate target {self.target_bpp:g} bpp over {self.pixels:,} pixels = "
-                f"{budget:,.0f} bytes: keyframes {codec} quality {self.quality} "
+                f"{budget:,.0f} bytes: keyframes {keyframe_setting(codec, self.quality)} "
                 f"({self.keyframe_bytes:,} B, {self.keyframe_bytes / budget:.0%}), network "
                 f"fc_dim={c.fc_dim} stem_dim={c.stem_dim} lower_width={c.lower_width} "
                 f"encoder_dim={c.encoder_dim} ({self.network.parameters:,} parameters, "
@@ -197,5 +198,5 @@ def plan(target_bpp: float, pixels: int, base: ModelConfig, bits: int, codec: st
         f"target {target_bpp:g} bpp ({budget:,.0f} bytes for {pixels:,} pixels) is "
         f"below what the smallest network can reach: {8 * least / pixels:.4f} bpp "
         f"({smallest.parameters:,} parameters at {bits} bits and {key_bytes:,} B "
-        f"of keyframes at {codec} quality {quality}, the lowest offered); ask for more, "
+        f"of keyframes at {keyframe_setting(codec, quality)}, the lowest offered); ask for more, "
         f"code longer videos, or lower --bits")

@@ -30,7 +30,7 @@ class AnchorPoint:
 
 
 @dataclass(frozen=True)
-class Truth:
+class EncodeSummary:
     """Measured figures of a written file."""
 
     file_bytes: int
@@ -123,8 +123,8 @@ def x264_bracket(reference: Sequence[np.ndarray], fps: Sequence[float], psnr: fl
 
 def measure(decoded: Sequence[np.ndarray], reference: Sequence[np.ndarray],
             fps: Sequence[float], file_bytes: int, anchors: bool = True,
-            weights: WeightsSummary | None = None) -> Truth:
-    """The :class:`Truth` of a file whose videos decode to ``decoded`` and whose weights
+            weights: WeightsSummary | None = None) -> EncodeSummary:
+    """The :class:`EncodeSummary` of a file whose videos decode to ``decoded`` and whose weights
     section ``weights`` describes."""
     pixels = sum(int(np.prod(r.shape[:3])) for r in reference)
     psnr = mean_psnr(decoded, reference)
@@ -137,4 +137,4 @@ def measure(decoded: Sequence[np.ndarray], reference: Sequence[np.ndarray],
             points = x264_bracket(reference, fps, psnr, x264)
         except CodecError:       # the file is written: a failing anchor only loses its line
             points = ()
-    return Truth(file_bytes, pixels, psnr, points, weights)
+    return EncodeSummary(file_bytes, pixels, psnr, points, weights)

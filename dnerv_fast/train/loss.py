@@ -1,4 +1,4 @@
-"""Training losses of the paper (SPEC section 3), over unmasked frames and visible pixels only.
+"""Training losses of the paper (its implementation details), over unmasked frames and visible pixels only.
 
 The loss is kept as sums and counts (:class:`LossSums`) rather than as means, because means
 do not add up: under data-parallel training each process sums over its own clips, the counts

@@ -24,7 +24,7 @@ import torch
 
 from dnerv_fast.clips.data import Batch, PreparedVideo
 from dnerv_fast.configs import ModelConfig
-from dnerv_fast.errors import CodecError
+from dnerv_fast.errors import TrainingError
 from dnerv_fast.schedule import ClipBatch
 from dnerv_fast.train.clip_tables import ClipTables, StepPlan
 
@@ -32,7 +32,7 @@ from dnerv_fast.train.clip_tables import ClipTables, StepPlan
 DEVICE_SHARE = 0.5
 
 
-class DataTooLarge(CodecError):
+class DataTooLarge(TrainingError):
     """The prepared videos do not fit the training device's memory."""
 
 

@@ -27,41 +27,32 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm import tqdm
 
-from dnerv_fast.errors import CheckpointError, CodecError
+from dnerv_fast.errors import CheckpointError, TrainingDiverged, UsageError
 from dnerv_fast.metrics import psnr
+from dnerv_fast.options import EncodeSettings, option
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from dnerv_fast.clips.data import Batch, ClipRef, PreparedVideo, all_clips, make_batch
 from dnerv_fast.train.distributed import Distributed
 from dnerv_fast.clips.decoder import ClipDecoder, run_batch
-from dnerv_fast.train.loss import LossSums, check_loss, loss_sums, masked_frames
+from dnerv_fast.train.loss import LossSums, loss_sums, masked_frames
 from dnerv_fast.train.lr_schedule import learning_rate
-from dnerv_fast.train.mixed import Mixed, check_precision, make_optimizer
+from dnerv_fast.train.mixed import Mixed, make_optimizer
 from dnerv_fast.train.placement import DATA_PATHS, place_data
 from dnerv_fast.train.streamed import StreamedClips
+from dnerv_fast.validation import check_choice, check_int, check_number
 
 
-# AdamW steps every weight by about lr at first: a rate near 1 destroys any network here.
-MAX_LR = 1.0
-MAX_EPOCHS = 1_000_000
-MAX_BATCH = 65536
 MAX_SYNC_EVERY = 100_000
 # Settings that change how fast a run goes, not what it computes: resuming may change them.
 _RUN_ONLY = ("sync_every", "compile", "data", "data_memory")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise CodecError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
-
-
 @dataclass
 class TrainSettings:
-    """Optimisation settings; the defaults are the paper's (batch size aside)."""
+    """Optimisation settings; the defaults are the paper's (batch size aside). The settings
+    ``encode`` shares with it are defined, with their bounds, in
+    :class:`dnerv_fast.options.EncodeSettings`."""
 
     epochs: int
     batch_size: int = 8
@@ -76,22 +67,13 @@ class TrainSettings:
     data_memory: int = 0          # device bytes the data may take (0: half the free memory)
 
     def validate(self) -> None:
-        _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
-        _check_int("batch size", self.batch_size, 1, MAX_BATCH)
-        _check_int("seed", self.seed, 0, 2**63 - 1)
-        _check_int("sync_every", self.sync_every, 1, MAX_SYNC_EVERY)
-        check_precision(self.precision)
-        if not isinstance(self.compile, bool):
-            raise CodecError(f"compile must be True or False, got {self.compile!r}")
-        _check_int("data_memory", self.data_memory, 0, 2**62)
-        if self.data not in DATA_PATHS:
-            raise CodecError(f"unknown data path '{self.data}'; choose one of: "
-                             f"{', '.join(DATA_PATHS)}")
-        if not _is_number(self.lr) or not 0 < self.lr <= MAX_LR:
-            raise CodecError(f"the learning rate must be a number in (0, {MAX_LR:g}], got {self.lr}")
-        if not _is_number(self.warmup) or not 0 <= self.warmup < 1:
-            raise CodecError(f"the warm-up share must be in [0, 1), got {self.warmup}")
-        check_loss(self.loss)
+        """Raise :class:`~dnerv_fast.errors.UsageError` naming the first bad setting."""
+        for name in ("epochs", "batch_size", "lr", "loss", "seed", "precision", "compile"):
+            option(EncodeSettings, name).check(getattr(self, name))
+        check_int("sync_every", self.sync_every, 1, MAX_SYNC_EVERY)
+        check_int("data_memory", self.data_memory, 0, 2**62)
+        check_choice("data path", self.data, DATA_PATHS)
+        check_number("warmup", self.warmup, 0, 1, hi_open=True)
 
 
 @dataclass(frozen=True)
@@ -108,10 +90,6 @@ class LatePhase:
     start: int                                              # its first epoch, counted from 0
     enter: Callable[[torch.nn.Module], Callable[[], None]]
     label: str
-
-
-class TrainingDiverged(CodecError):
-    """The loss became NaN or infinite."""
 
 
 def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
@@ -216,7 +194,7 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
     optimizer = make_optimizer(model.parameters(), settings.lr, settings.precision, device)
     sampler = torch.Generator().manual_seed(settings.seed)
     if late is not None and not 0 < late.start < settings.epochs:
-        raise CodecError(f"the late phase must start within the epochs 1..{settings.epochs - 1}, "
+        raise UsageError(f"the late phase must start within the epochs 1..{settings.epochs - 1}, "
                          f"got {late.start}")
     fingerprint = _fingerprint(model, videos, settings, late)
     history: list[dict[str, float]] = []
@@ -224,7 +202,7 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
     scaler: dict[str, Any] = {}
     if resume:
         if checkpoint is None:
-            raise CodecError("resuming needs a checkpoint path")
+            raise UsageError("resuming needs a checkpoint path")
         state = load_checkpoint(checkpoint, fingerprint, model)
         try:
             model.load_state_dict(state["model"])
