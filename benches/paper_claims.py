@@ -466,6 +466,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--vtest", type=Path, default=VTEST, help=f"vtest.avi ({VTEST})")
     p.add_argument("--claims", nargs="+", choices=CLAIMS, default=list(CLAIMS),
                    help="which comparisons to run")
+    p.add_argument("--record", metavar="NAME",
+                   help="also write the figures to docs/results/NAME.json")
     args = p.parse_args(argv)
     args.sources = list(QUICK_SOURCES if args.quick else SOURCES)
     for key, value in (QUICK if args.quick else FULL).items():
@@ -514,6 +516,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # Written after every point, so a run cut short keeps what it finished.
             result = write_results(runs, clips, original, args, time.perf_counter() - start)
     print(f"wrote {args.out}/paper_claims.{{json,md,png}} in {result['seconds']:.0f} s")
+    if args.record:
+        from results import command_line, record   # benches/results.py (benches/ is on sys.path)
+        record(args.record, result, command_line("benches/paper_claims.py", argv))
     return result
 
 
