@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                              "targets_db": result["targets_db"],
                              "videos": [{k: v[k] for k in ("name", "width", "height")}
                                         for v in result["videos"]],
-                             "summary": rows}, command_line("benches/keyframe_codecs.py", argv))
+                             "summary": rows}, command_line("benches/keyframe_codecs.py", argv),
+               plot=args.out / "keyframes.png")
     print(table)
     return 0
 

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "lr": args.lr, "preset": args.preset},
                              "encodes": encodes, "comparison": compared,
                              "anchors": [asdict(r) for r in rows if r.video == "ALL"]},
-               command)
+               command, plot=args.out / "rd.png")
     print(text)
     return 0
 

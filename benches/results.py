@@ -68,9 +68,10 @@ def command_line(script: str, argv: list[str] | None = None) -> str:
     return " ".join(["python", script, *map(shlex.quote, args)])
 
 
-def record(name: str, figures: dict[str, Any], command: str,
+def record(name: str, figures: dict[str, Any], command: str, plot: Path | None = None,
            directory: Path = RESULTS_DIR) -> Path:
-    """Write ``figures`` with their provenance to ``directory/<name>.json``, atomically.
+    """Write ``figures`` with their provenance to ``directory/<name>.json``, atomically, and
+    the bench's ``plot`` of the same figures, if any, to ``directory/<name>.png``.
 
     ``command`` is what a reader types to produce the same figures. The note in
     ``$DNERV_RESULTS_NOTE``, if set, is stored with them.
@@ -86,6 +87,11 @@ def record(name: str, figures: dict[str, Any], command: str,
         data["note"] = note
     data.update(figures)
     directory.mkdir(parents=True, exist_ok=True)
+    if plot is not None:
+        png = directory / f"{name}.png"
+        tmp = png.with_name(f".{png.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(Path(plot).read_bytes())
+        os.replace(tmp, png)
     path = directory / f"{name}.json"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
