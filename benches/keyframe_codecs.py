@@ -148,7 +148,8 @@ def summarise(result: dict, against: str) -> tuple[list[dict], str]:
             bd = None if codec == against else bd_rate(points, by_codec.get(against, []))
             enc = 1e3 * np.mean([p["encode_s_per_frame"] for p in points])
             dec = 1e3 * np.mean([p["decode_s_per_frame"] for p in points])
-            rows.append({"video": v["name"], "codec": codec, "bpp_at": at, "bd_rate_pct": bd})
+            rows.append({"video": v["name"], "codec": codec, "bpp_at": at, "bd_rate_pct": bd,
+                         "encode_ms_per_frame": enc, "decode_ms_per_frame": dec})
             if codec == "png":
                 cells = [f"{points[0]['bpp']:.2f} (lossless)"] + ["" for _ in TARGETS[1:]]
             else:
@@ -192,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", default="webp", choices=sorted(SWEEP),
                         help="the anchor of the BD-rate column (default webp)")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--record", metavar="NAME",
+                        help="also write the figures to docs/results/NAME.json")
     args = parser.parse_args(argv)
     clip_len = DNeRV.from_config("tiny").config.clip_len    # every named size uses 8
     result = study(args.videos, args.max_frames, args.frames, clip_len)
@@ -201,6 +204,15 @@ def main(argv: list[str] | None = None) -> int:
         (tmp / "keyframes.json").write_text(json.dumps(result, indent=1))
         (tmp / "keyframes.md").write_text(table)
         plot(result, tmp / "keyframes.png")
+    if args.record:
+        from results import command_line, record    # benches/results.py (benches/ is on sys.path)
+        record(args.record, {"settings": {"max_frames": args.max_frames, "keyframes": args.frames,
+                                          "against": args.against},
+                             "targets_db": result["targets_db"],
+                             "videos": [{k: v[k] for k in ("name", "width", "height")}
+                                        for v in result["videos"]],
+                             "summary": rows}, command_line("benches/keyframe_codecs.py", argv),
+               plot=args.out / "keyframes.png")
     print(table)
     return 0
 

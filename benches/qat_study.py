@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bits", type=int, nargs="+", default=[6, 5])
     parser.add_argument("--share", type=float, default=0.2, help="QAT share of the epochs")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--record", metavar="NAME",
+                        help="also write the figures to docs/results/NAME.json")
     args = parser.parse_args(argv)
     command = "python benches/qat_study.py " + " ".join(sys.argv[1:] if argv is None else argv)
     rows = []
@@ -92,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         text = report(rows, command, args.share)
         (tmp / "qat.md").write_text(text)
         (tmp / "qat.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
+    if args.record:
+        from results import record      # benches/results.py (benches/ is on sys.path)
+        record(args.record, {"settings": {"video": Path(args.video).name, "frames": args.frames,
+                                          "epochs": args.epochs, "target_bpp": args.target_bpp,
+                                          "lr": args.lr, "qat_share": args.share},
+                             "rows": rows}, command)
     print(text)
     return 0
 

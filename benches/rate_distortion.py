@@ -24,6 +24,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pix-fmt", nargs="+", default=["yuv444p", "yuv420p"])
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--record", metavar="NAME",
+                        help="also write the figures to docs/results/NAME.json")
     args = parser.parse_args(argv)
     command = "python benches/rate_distortion.py " + " ".join(sys.argv[1:] if argv is None else argv)
     codec = {} if args.keyframe_codec is None else {"keyframe_codec": args.keyframe_codec}
@@ -174,6 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         (tmp / "rd.md").write_text(text)
         (tmp / "rd.json").write_text(json.dumps({"encodes": encodes, "comparison": compared},
                                                 indent=1))
+    if args.record:
+        from results import record      # benches/results.py (benches/ is on sys.path)
+        record(args.record, {"settings": {"videos": [Path(v).name for v in args.videos],
+                                          "max_frames": args.max_frames, "size": args.size,
+                                          "epochs": args.epochs, "batch_size": args.batch_size,
+                                          "lr": args.lr, "preset": args.preset},
+                             "encodes": encodes, "comparison": compared,
+                             "anchors": [asdict(r) for r in rows if r.video == "ALL"]},
+               command, plot=args.out / "rd.png")
     print(text)
     return 0
 

@@ -19,7 +19,9 @@ the research layout are in ``extra_info`` and printed (``-s``).
 
 Run: ``DNERV_BENCH_MALLOC=heap pytest benches/test_bench_cpu_pipeline.py --benchmark-enable -s``
 (big blocks on the heap for every variant; ``DNERV_BENCH_ROUNDS`` rounds after one warm-up,
-default 7 for decode and 5 for training).
+default 7 for decode and 5 for training). With ``DNERV_BENCH_RECORD=1`` the figures are also
+written to ``docs/results/decode_speed.json`` and ``docs/results/train_step.json``
+(benches/results.py), from which the documentation's tables are generated.
 """
 from __future__ import annotations
 
@@ -37,12 +39,25 @@ from dnerv_fast import DNeRV, ops
 from dnerv_fast.ops import cpu_heads, cpu_winograd
 from dnerv_fast.profiling.decode_speed import _clip_workload
 from dnerv_fast.train.loss import reconstruction_loss
+from results import record
 
 pytestmark = pytest.mark.skipif("cpu" not in ops.available_backends("cpu"), reason="cpu backend not built")
 
 VARIANTS = ["research_layout", "eager_reference", "cpu_fused_ops", "cpu"]
 BASELINES = ["eager_reference", "research_layout"]
 ROUNDS = os.environ.get("DNERV_BENCH_ROUNDS")    # default: per test
+RECORD = os.environ.get("DNERV_BENCH_RECORD") == "1"
+
+
+def _record(name: str, workload: str, info: dict[str, float]) -> None:
+    """Write this test's figures to docs/results/<name>.json (DNERV_BENCH_RECORD=1)."""
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("DNERV_BENCH_MALLOC", "DNERV_BENCH_ROUNDS")
+                   if k in os.environ)
+    command = (f"{env} DNERV_BENCH_RECORD=1 pytest benches/test_bench_cpu_pipeline.py "
+               f"--benchmark-enable -s").strip()
+    record(name, {"workload": workload, "variants": VARIANTS,
+                  "malloc": os.environ.get("DNERV_BENCH_MALLOC", "default"), "figures": info},
+           command)
 
 
 @contextlib.contextmanager
@@ -124,7 +139,9 @@ def test_decode(benchmark, decode_workload):
         with torch.no_grad():
             _forward(model, variant, *example)
 
-    _interleaved(benchmark, run, int(ROUNDS or 7))
+    info = _interleaved(benchmark, run, int(ROUNDS or 7))
+    if RECORD:
+        _record("decode_speed", "decode one UVG-M clip (8 frames of 256x320), fp32", info)
 
 
 def test_train_step(benchmark, train_workload):
@@ -142,4 +159,7 @@ def test_train_step(benchmark, train_workload):
         loss.backward()
         optimizer.step()
 
-    _interleaved(benchmark, run, int(ROUNDS or 5))
+    info = _interleaved(benchmark, run, int(ROUNDS or 5))
+    if RECORD:
+        _record("train_step", "one UVG-XS training step (2 clips of 8 frames, 256x320), fp32",
+                info)
