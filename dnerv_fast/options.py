@@ -36,6 +36,7 @@ MAX_LR = 1.0
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LOSSES = ("uvg", "ucf101")
+RECIPES = ("default", "paper")                   # train.recipe.RECIPES
 OUTPUT_FORMATS = ("mp4", "png")
 ANCHORS = ("x264", "x265")
 ANCHOR_PIX_FMTS = ("yuv444p", "yuv420p")          # codec.anchors.PIX_FMTS
@@ -274,10 +275,18 @@ class EncodeSettings:
     prune: float = setting(0.0, "fraction of weights set to zero (smallest magnitudes, biases "
                                 "kept), cut before the --qat epochs, which fine-tune the rest",
                            lo=0, hi=1, hi_open=True, metavar="FRACTION")
-    batch_size: int = setting(8, "clips per step (in all, over the processes under torchrun)",
-                              lo=1, hi=MAX_BATCH)
-    lr: float = setting(5e-4, "peak learning rate (warm-up, then cosine)", lo=0, lo_open=True,
-                        hi=MAX_LR)
+    recipe: str = setting("default", "training recipe: default picks the peak learning rate "
+                                     "from the run's optimiser steps and network size "
+                                     "(docs/training.md); paper is the published one (lr 5e-4, "
+                                     "warm-up 0.2, cosine, batch 32, AdamW)", choices=RECIPES)
+    batch_size: int | None = setting(None, "clips per step (in all, over the processes under "
+                                           "torchrun); default: the recipe's (8, paper 32)",
+                                     kind=int, lo=1, hi=MAX_BATCH)
+    lr: float | None = setting(None, "peak learning rate (warm-up, then cosine); default: the "
+                                     "recipe's", kind=float, lo=0, lo_open=True, hi=MAX_LR)
+    warmup: float | None = setting(None, "share of the run warming the learning rate up; "
+                                         "default: the recipe's (0.2)", kind=float, lo=0, hi=1,
+                                   hi_open=True, metavar="SHARE")
     loss: str = setting("uvg", "the loss the paper trains that data set with: 0.7 L1 + 0.3 "
                                "(1 - SSIM) for uvg, MSE + 0.03 (1 - SSIM) for ucf101",
                         choices=LOSSES)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,6 +15,7 @@ from dnerv_fast.codec.bitstream import (FORMAT_VERSION, Container, bits_per_pixe
                                         read_container, section_sizes, write_container)
 from dnerv_fast.errors import (CodecError, Interrupted, OutputExistsError,
                                OutputPathError, UsageError)
+from dnerv_fast.codec.guard import Verdict, check_output, warn_if_useless
 from dnerv_fast.codec.header import FORMAT_NAME, keyframe_count, parse_header
 from dnerv_fast.media.keyframes import KeyframeCodec, code_keyframe, decode_keyframe, get_codec
 from dnerv_fast.codec.quantize import check_bits, check_prune
@@ -28,12 +29,14 @@ from dnerv_fast.codec.weights import (dequantize_state_dict, model_shapes, pack_
                                       quantize_state_dict, read_layout, unpack_weights)
 from dnerv_fast.configs import ModelConfig, get_config
 from dnerv_fast.model.dnerv import DNeRV
-from dnerv_fast.clips.data import PreparedVideo, keyframe_images, prepare_video, restore_video
+from dnerv_fast.clips.data import (PreparedVideo, all_clips, keyframe_images, prepare_video,
+                                   restore_video)
 from dnerv_fast.precision import parse_dtype
 from dnerv_fast.devices import resolve_device
 from dnerv_fast.train.distributed import Distributed, session
 from dnerv_fast.train.masks import MaskSource, fill_holes, video_holes
 from dnerv_fast.options import EncodeSettings, build, docstring
+from dnerv_fast.train.recipe import Recipe, choose as choose_recipe
 from dnerv_fast.train.trainer import LatePhase, TrainSettings, train
 from dnerv_fast.media.video_io import Video, png_names, read_video, write_video
 
@@ -49,6 +52,8 @@ class Encoded:
     section_bytes: dict[str, int]
     rate_plan: RatePlan | None = None
     summary: EncodeSummary | None = None
+    recipe: Recipe | None = None
+    verdict: Verdict | None = None
 
     @property
     def total_pixels(self) -> int:
@@ -161,8 +166,12 @@ def _check_job(s: EncodeSettings, out_path: str | os.PathLike, overwrite: bool) 
                                 f"to continue it or --overwrite to start over and replace it")
     bits, prune = check_bits(s.bits), check_prune(s.prune)
     codec, quality = get_codec(s.keyframe_codec, s.keyframe_quality)
-    settings = TrainSettings(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, loss=s.loss,
-                             seed=s.seed, precision=s.precision, compile=s.compile)
+    # The recipe's values come once the network is built (_train_network); the ones given
+    # are checked here, before any work.
+    given = {k: v for k, v in (("batch_size", s.batch_size), ("lr", s.lr), ("warmup", s.warmup))
+             if v is not None}
+    settings = TrainSettings(epochs=s.epochs, loss=s.loss, seed=s.seed, precision=s.precision,
+                             compile=s.compile, **given)
     settings.validate()
     late = qat_phase(s.epochs, s.qat, bits, prune)
     try:
@@ -192,21 +201,29 @@ def _prepare_inputs(job: _EncodeJob, inputs: list[Video], holes: list[np.ndarray
 
 
 def _train_network(job: _EncodeJob, config: ModelConfig, prepared: list[PreparedVideo],
-                   dist: Distributed, progress: bool) -> DNeRV:
-    """Phase 3: a new network trained on the videos (checkpointed, resumable)."""
+                   dist: Distributed, progress: bool) -> tuple[DNeRV, Recipe]:
+    """Phase 3: a new network trained on the videos (checkpointed, resumable) with the
+    recipe chosen for this run (:mod:`dnerv_fast.train.recipe`)."""
     s = job.settings
     torch.manual_seed(s.seed)
     model = DNeRV(config).to(dist.device)
+    recipe = choose_recipe(s.recipe, epochs=s.epochs, clips=len(all_clips(prepared)),
+                           parameters=sum(p.numel() for p in model.parameters()), lr=s.lr,
+                           warmup=s.warmup, batch_size=s.batch_size)
+    settings = replace(job.train, lr=recipe.lr, warmup=recipe.warmup,
+                       batch_size=recipe.batch_size)
+    if progress:
+        print(recipe.describe())
     try:
         if job.late is not None and progress:
             print(f"quantisation-aware training: the last {s.epochs - job.late.start} of "
                   f"{s.epochs} epochs train {job.late.label}")
-        train(model, prepared, job.train, checkpoint=job.checkpoint,
+        train(model, prepared, settings, checkpoint=job.checkpoint,
               checkpoint_every=s.checkpoint_every, resume=s.resume, progress=progress,
               dist=dist, late=job.late)
     except KeyboardInterrupt:
         raise Interrupted(_resume_hint(job.checkpoint)) from None
-    return model
+    return model, recipe
 
 
 def _write_file(job: _EncodeJob, container: Container, overwrite: bool) -> int:
@@ -254,6 +271,13 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike,
     ``measure`` decodes the written model on the real frames for ``psnr`` (after
     quantisation) and the raw RGB size, and finds x264's size at that PSNR
     (:mod:`.summary`; the command line always measures, the API on request).
+    Measuring or not, the written file is checked (:mod:`.guard`, returned as ``verdict``):
+    an :class:`~dnerv_fast.codec.guard.OutputQualityWarning` says when it decodes worse than
+    x264 at CRF 51 or below 20 dB, or is larger than the raw frames, and what to change.
+    ``recipe`` ``"default"`` picks the peak learning rate from the run's optimiser steps and
+    network size, ``"paper"`` is the published recipe; ``lr``, ``batch_size`` and ``warmup``
+    override either (:mod:`dnerv_fast.train.recipe`; printed with ``progress``, returned as
+    ``recipe``).
     Returns the quantised model (on the CPU) exactly as the decoder will rebuild it.
 
     Settings:
@@ -268,7 +292,7 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike,
         inputs, holes = _fill_holes(sources, masks)
         prepared, config, quality, rate_plan = _prepare_inputs(job, inputs, holes, masks, dist,
                                                                progress)
-        model = _train_network(job, config, prepared, dist, progress)
+        model, recipe = _train_network(job, config, prepared, dist, progress)
         # Phase 4: the weights quantised, the model left exactly as the decoder rebuilds it.
         model.cpu()
         qsd = quantize_state_dict(model.state_dict(), s.bits, s.prune)
@@ -281,13 +305,21 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike,
         size_bytes = dist.on_main(lambda: _write_file(job, container, overwrite))
     for v in prepared:
         v.frames = v.visible = None
-    encoded = Encoded(model, prepared, header, size_bytes, section_sizes(container), rate_plan)
+    encoded = Encoded(model, prepared, header, size_bytes, section_sizes(container), rate_plan,
+                      recipe=recipe)
     if measure and dist.is_main:
         # Phase 6: the written model measured against the real frames.
         layout = read_layout(container.weights, {k: q.shape for k, q in qsd.items()}, s.bits)
         encoded.summary = measure_summary([encoded.render(i) for i in range(len(prepared))],
                                           [v.frames for v in sources], [v.fps for v in sources],
                                           size_bytes, weights=WeightsSummary.of(layout))
+    if dist.is_main:
+        # Phase 7: the file judged, measured or not (codec.guard); warns when it is useless.
+        encoded.verdict = check_output(
+            None if encoded.summary else [encoded.render(i) for i in range(len(prepared))],
+            [v.frames for v in sources], [v.fps for v in sources], size_bytes, epochs=s.epochs,
+            recipe=recipe, summary=encoded.summary)
+        warn_if_useless(encoded.verdict)
     return encoded
 
 
