@@ -75,10 +75,6 @@ class EncodeSummary:
                        f"{self.file_bytes / x264:.2f}x that")
         if self.weights is not None:
             out.append(self.weights.line())
-        if self.file_bytes > self.raw_bytes:
-            out.append(f"warning: the file is larger than the raw RGB frames "
-                       f"({self.file_bytes:,} > {self.raw_bytes:,} bytes): use a smaller "
-                       f"--size or a --target-bpp")
         return out
 
 
