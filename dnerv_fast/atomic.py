@@ -87,7 +87,7 @@ def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
     p = Path(path)
     if p.exists() or p.is_symlink():
         if not overwrite:
-            raise OutputExistsError(f"output '{p}' already exists; pass --overwrite to replace it")
+            raise OutputExistsError(f"output '{p}' already exists; pass overwrite=True to replace it")
     parent = p.parent
     if not parent.is_dir():
         raise OutputPathError(f"cannot write '{p}': folder '{parent}' does not exist")

@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import traceback
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -140,24 +141,42 @@ def _report_bug(command: str, exc: BaseException, debug: bool) -> None:
           file=sys.stderr)
 
 
+def _warning_printer(command: str) -> Callable[..., None]:
+    """``warnings.showwarning`` for a command: the package's own warnings as one
+    ``warning:`` line in the command line's words, any other as Python prints it."""
+    from .option_names import as_flags
+    original = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: object = None, line: str | None = None) -> None:
+        if category.__module__.split(".")[0] == "dnerv_fast":
+            print(f"dnerv-fast {command}: warning: {as_flags(str(message))}", file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every failure ends in one ``error:`` line on stderr and the exit
     status of the parser's epilog; argparse itself exits 2 on a bad command line."""
     from .allocator import keep_large_blocks_on_heap
     from .errors import DNeRVError, Interrupted
+    from .option_names import as_flags
     args = build_parser().parse_args(argv)
     try:
         keep_large_blocks_on_heap()
-        return int(_function(args.func)(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args.command)
+            return int(_function(args.func)(args) or 0)
     except Interrupted as exc:
-        print(f"dnerv-fast {args.command}: error: {exc}", file=sys.stderr)
+        print(f"dnerv-fast {args.command}: error: {as_flags(str(exc))}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print(f"dnerv-fast {args.command}: error: interrupted; outputs not yet complete were "
               f"not written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except DNeRVError as exc:
-        print(f"dnerv-fast {args.command}: error: {exc}", file=sys.stderr)
+        print(f"dnerv-fast {args.command}: error: {as_flags(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except MemoryError:
         print(f"dnerv-fast {args.command}: error: out of memory", file=sys.stderr)

@@ -22,7 +22,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise CodecError("--device cuda needs a CUDA build of torch and a GPU; none is available")
+        raise CodecError("device='cuda' needs a CUDA build of torch and a GPU; none is available")
     if local_rank >= torch.cuda.device_count():
         raise CodecError(f"process {local_rank} on this node has no GPU of its own "
                          f"({torch.cuda.device_count()} visible); start at most that many")

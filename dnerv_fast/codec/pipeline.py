@@ -162,8 +162,8 @@ def _check_job(s: EncodeSettings, out_path: str | os.PathLike, overwrite: bool) 
                               f".dnerv")
     ckpt = Path(f"{out}.ckpt")
     if not s.resume and ckpt.exists() and not overwrite:
-        raise OutputExistsError(f"checkpoint '{ckpt}' of an earlier run exists; pass --resume "
-                                f"to continue it or --overwrite to start over and replace it")
+        raise OutputExistsError(f"checkpoint '{ckpt}' of an earlier run exists; pass resume=True "
+                                f"to continue it or overwrite=True to start over and replace it")
     bits, prune = check_bits(s.bits), check_prune(s.prune)
     codec, quality = get_codec(s.keyframe_codec, s.keyframe_quality)
     # The recipe's values come once the network is built (_train_network); the ones given
@@ -232,7 +232,7 @@ def _write_file(job: _EncodeJob, container: Container, overwrite: bool) -> int:
         written = write_container(job.out, container, overwrite)
     except CodecError as e:
         raise type(e)(f"{e}; the trained network is kept in '{job.checkpoint}': run the same "
-                      f"command with --resume to write the file without training "
+                      f"encode with resume=True to write the file without training "
                       f"again") from e
     if not job.settings.keep_checkpoint:
         job.checkpoint.unlink(missing_ok=True)
@@ -328,10 +328,10 @@ encode.__doc__ = (encode.__doc__ or "").replace("{settings}", docstring(EncodeSe
 
 def _resume_hint(ckpt: Path) -> str:
     if ckpt.exists():
-        return (f"interrupted; training so far is saved in '{ckpt}': run the same command with "
-                f"--resume to continue")
-    return ("interrupted; no checkpoint was saved yet (--checkpoint-every N saves one every "
-            "N epochs, and --resume continues from it)")
+        return (f"interrupted; training so far is saved in '{ckpt}': run the same encode with "
+                f"resume=True to continue")
+    return ("interrupted; no checkpoint was saved yet (checkpoint_every=N saves one every "
+            "N epochs, and resume=True continues from it)")
 
 
 def load(path: str | os.PathLike) -> Encoded:

@@ -199,4 +199,4 @@ def plan(target_bpp: float, pixels: int, base: ModelConfig, bits: int, codec: st
         f"below what the smallest network can reach: {8 * least / pixels:.4f} bpp "
         f"({smallest.parameters:,} parameters at {bits} bits and {key_bytes:,} B "
         f"of keyframes at {keyframe_setting(codec, quality)}, the lowest offered); ask for more, "
-        f"code longer videos, or lower --bits")
+        f"code longer videos, or lower bits=")

@@ -191,7 +191,7 @@ def code_keyframe(frame: np.ndarray, name: str, quality: int | None = None) -> b
     except (av.FFmpegError, OSError, ValueError) as e:   # x265 and SVT-AV1 refuse tiny frames
         h, w = frame.shape[:2]
         raise KeyframeCodecError(f"{codec.name} cannot code a {w}x{h} keyframe: {e}; use another "
-                                 f"--keyframe-codec (webp, png) for frames this small") from e
+                                 f"keyframe_codec= (webp, png) for frames this small") from e
     return data
 
 

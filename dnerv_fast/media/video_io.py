@@ -85,7 +85,7 @@ def _check_video_bytes(count: int, width: int, height: int, source: Path) -> Non
         raise VideoReadError(
             f"'{source}': {count} frames of {width}x{height} need {need / 2**30:.1f} GiB, more "
             f"than the {MAX_VIDEO_BYTES / 2**30:.0f} GiB a video may take; read fewer frames "
-            f"(--max-frames)")
+            f"(max_frames=)")
 
 
 def _check_same_size(size: tuple[int, int], first: tuple[int, int], what: str,

@@ -52,7 +52,7 @@ class ProfileSettings:
         except RuntimeError:
             raise UsageError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise UsageError("--device cuda asked for, but torch sees no CUDA device here")
+            raise UsageError("device='cuda' asked for, but torch sees no CUDA device here")
         return device
 
     def validate(self, device: torch.device) -> None:
@@ -66,7 +66,7 @@ class ProfileSettings:
         if self.batch < 1 or self.repeats < 1 or self.warmup < 0:
             raise UsageError("batch and repeats must be >= 1 and warmup >= 0")
         if self.cuda_graphs and device.type != "cuda":
-            raise UsageError("--cuda-graphs needs a CUDA device")
+            raise UsageError("cuda_graphs=True needs a CUDA device")
 
 
 def _clip_workload(model: DNeRV, batch: int, device: torch.device, dtype: torch.dtype,

@@ -125,5 +125,5 @@ def load_checkpoint(path: str | os.PathLike, fingerprint: dict[str, Any],
     if diff:
         shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
         raise CheckpointError(f"checkpoint '{p}' was made with other settings or data: {shown}; "
-                              f"use the same settings, or start over without --resume")
+                              f"use the same settings, or start over without resume=True")
     return state

@@ -124,7 +124,7 @@ def masks_from_header(header: dict[str, Any]) -> MaskSource | None:
         raise BitstreamError("header field 'inpainting' is not an object")
     if spec.get("kind") == "video":
         raise MaskError("this file was trained with mask videos; give them again "
-                        "(--mask-video) to evaluate it")
+                        "(mask_video=) to evaluate it")
     try:
         if spec.get("kind") != "boxes":
             raise TypeError(f"unknown kind {spec.get('kind')!r}")

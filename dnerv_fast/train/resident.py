@@ -128,7 +128,7 @@ class ResidentClips:
             raise DataTooLarge(f"the training data takes {need / 2**30:.2f} GiB as uint8 but "
                                f"at most {limit / 2**30:.2f} GiB of {device} may hold data "
                                f"({budget_source(device, budget)}); stream it (data 'stream' "
-                               f"or 'auto'), or train on fewer or shorter videos (--max-frames)")
+                               f"or 'auto'), or train on fewer or shorter videos (max_frames=)")
         self.nbytes = need
         self.device = device
         self.tables = ClipTables(videos, config)

@@ -293,5 +293,5 @@ def _check_finite(losses: list[float], epoch: int, first_step: int, lr: float) -
     for i, value in enumerate(losses):
         if not math.isfinite(value):
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}, step "
-                                   f"{first_step + i + 1} (loss {value}); try a lower --lr "
+                                   f"{first_step + i + 1} (loss {value}); try a lower lr= "
                                    f"(now {lr:g})")
