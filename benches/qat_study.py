@@ -33,7 +33,7 @@ def _psnr(encoded: Encoded, reference: np.ndarray) -> float:
     return float(np.mean(frame_metrics(encoded.render(0), reference)[0]))
 
 
-def study(video: str, out: Path, frames: int, epochs: int, target: float, lr: float,
+def study(video: str, out: Path, frames: int, epochs: int, target: float, lr: float | None,
           bits: int, share: float) -> dict:
     """The three PSNRs (float, PTQ, QAT) of one bit depth, with both files' rates."""
     reference = read_video(video, max_frames=frames).frames
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=48, help="first frames used")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--target-bpp", type=float, default=1.0)
-    parser.add_argument("--lr", type=float, default=5e-3, help="peak learning rate")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate (default: the default recipe's for the run)")
     parser.add_argument("--bits", type=int, nargs="+", default=[6, 5])
     parser.add_argument("--share", type=float, default=0.2, help="QAT share of the epochs")
     parser.add_argument("--overwrite", action="store_true")

@@ -13,9 +13,8 @@ PSNR at D-NeRV's rate, log-rate interpolated, and where the curves cross when th
     python benches/rate_distortion.py carphone.mp4 --out rd-carphone \\
         --targets 0.1 0.3 1 --epochs 40 --crf 12 20 28 36 44 51
 
-The default peak learning rate is 5e-3, not the paper's 5e-4: the paper's is tuned for
-800-1600 epochs at batch 32, and a few dozen epochs at batch 8 learn far more at 5e-3 (as in
-``benches/paper_claims.py``).
+Training follows the default recipe (``dnerv_fast.train.recipe``: the peak learning rate
+fitted to the run's steps and network) unless ``--lr`` or ``--batch-size`` are given.
 """
 from __future__ import annotations
 
@@ -130,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="tiny", help="configuration whose widths are scaled")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=5e-3, help="peak learning rate")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate (default: the default recipe's)")
     parser.add_argument("--max-frames", type=int)
     parser.add_argument("--keyframe-codec", help="default: the encoder's default")
     parser.add_argument("--crf", type=int, nargs="+", default=[12, 20, 28, 36, 44, 51])
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             encodes.append({"target_bpp": target, "bpp": overall.bpp, "psnr": overall.psnr,
                             "choice": "" if plan is None else _choice(plan),
                             "cpu_s": cpu, "wall_s": wall, "epochs": args.epochs,
-                            "lr": args.lr})
+                            "lr": result.recipe.lr if result.recipe else args.lr})
             # Every measured row goes to the output as it comes, so that a failure later
             # (the folder appears only when complete) loses no figure.
             print(format_table(got), flush=True)
