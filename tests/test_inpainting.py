@@ -174,7 +174,7 @@ def test_mask_video(tmp_path, capsys):
     path = tmp_path / "v.dnerv"
     encode([src], path, epochs=1, batch_size=2, masks=VideoMasks((mask_dir,)), progress=False)
     assert load(path).header["inpainting"] == {"kind": "video"}
-    with pytest.raises(MaskError, match="--mask-video"):
+    with pytest.raises(MaskError, match="mask_video="):
         evaluate(path, [src], anchors=(), progress=False)
     rows = evaluate(path, [src], anchors=(), progress=False, masks=VideoMasks((mask_dir,)))
     assert [r.frames for r in rows if r.method == "holes"] == [9, 9]

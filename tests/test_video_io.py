@@ -40,7 +40,7 @@ def test_write_read_round_trip_is_lossless(tmp_path, fmt):
 def test_existing_output_rejected_then_overwritten(tmp_path):
     path = tmp_path / "v.mp4"
     path.write_bytes(b"keep me")
-    with pytest.raises(OutputExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
         write_video(frames(), path)
     assert path.read_bytes() == b"keep me"
     write_video(frames(), path, overwrite=True)
@@ -227,7 +227,7 @@ def test_total_size_bounded_before_decoding(tmp_path, monkeypatch):
     mp4 = write_video(f, tmp_path / "v.mp4")
     monkeypatch.setattr(video_io, "MAX_VIDEO_BYTES", 3 * 16 * 16 * 3)
     for path in (folder, mp4):
-        with pytest.raises(VideoReadError, match="--max-frames"):
+        with pytest.raises(VideoReadError, match="max_frames="):
             read_video(path)
         assert np.array_equal(read_video(path, max_frames=3).frames, f[:3])
 
