@@ -272,6 +272,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="tiny, or bpp=B: the network --target-bpp B picks from tiny")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--held-out-seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--held-out-budgets", type=int, nargs="+", default=None,
+                   help="epochs of the held-out points (default: --budgets)")
     p.add_argument("--lrs", nargs="+", default=["2e-3", "5e-3", "1.2e-2"],
                    help="peak learning rates of the grid (batch and warm-up of the default)")
     p.add_argument("--lrs-for", nargs="*", default=[], metavar="SIZE=LR,LR",
@@ -300,9 +302,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     grids.update((k, v.split(",")) for k, v in (item.rsplit("=", 1) for item in args.lrs_for))
     extra = [] if args.no_default else [DEFAULT]
     settings = [PAPER, *sorted({lr for g in grids.values() for lr in g}, key=float), *extra]
+    held_budgets = args.held_out_budgets or args.budgets
     jobs = [Job(c, s, b, seed, st, args.frames, args.crop)
-            for group, seeds in ((args.clips, args.seeds), (args.held_out, args.held_out_seeds))
-            for c in group for s in args.sizes for b in args.budgets for seed in seeds
+            for group, seeds, budgets in ((args.clips, args.seeds, args.budgets),
+                                          (args.held_out, args.held_out_seeds, held_budgets))
+            for c in group for s in args.sizes for b in budgets for seed in seeds
             for st in [PAPER, *grids[s], *extra]]
     if not args.report_only:
         args.clip_dir.mkdir(parents=True, exist_ok=True)

@@ -29,9 +29,9 @@ DEFAULT_BATCH = 8
 PAPER_STEPS = 1600 * math.ceil(3900 / 8 * 24 / PAPER_BATCH)
 # The rule's fit (benches/lr_sweep.py): peak lr = PAPER_LR * (PAPER_STEPS / steps) ** STEP_POWER
 # * (REFERENCE_PARAMETERS / parameters) ** SIZE_POWER, between PAPER_LR and MAX_DEFAULT_LR.
-STEP_POWER = 0.33
+STEP_POWER = 0.29
 REFERENCE_PARAMETERS = 1_000_000
-SIZE_POWER = 0.15
+SIZE_POWER = 0.45
 MAX_DEFAULT_LR = 3e-2
 
 
