@@ -9,7 +9,7 @@ default is checked against the best setting of the same sweep.
 
     python benches/lr_sweep.py --clips carphone bikes vtest --budgets 5 20 80 \\
         --sizes tiny bpp=1.0 --seeds 0 1 --lrs 2e-3 5e-3 1.2e-2 --workers 2 \\
-        --out docs/results/lr_sweep.json --plot docs/results/lr_sweep.png
+        --vtest PATH/vtest.avi --runs lr_sweep_runs.jsonl
 
 Runs are cached one JSON line each in ``--runs`` (keyed by every setting), so a sweep that
 was stopped, or is made bigger later, only runs what it has not run yet. ``--held-out``
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_info import run_info  # noqa: E402
+from results import RESULTS_DIR, command_line, record  # noqa: E402
 
 # Where each clip's crop starts (row, column): a part of the picture that moves.
 CROP_ORIGIN = {"carphone": (8, 24), "bikes": (72, 256), "vtest": (200, 320), "bbb": (300, 600),
@@ -289,8 +289,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=Path, default=Path("lr_sweep_runs.jsonl"),
                    help="cache of finished points, one JSON line each")
     p.add_argument("--clip-dir", type=Path, default=Path(tempfile.gettempdir()) / "lr_sweep_clips")
-    p.add_argument("--out", type=Path, default=Path("docs/results/lr_sweep.json"))
-    p.add_argument("--plot", type=Path, default=Path("docs/results/lr_sweep.png"))
+    p.add_argument("--results", type=Path, default=RESULTS_DIR,
+                   help="folder of lr_sweep.json, lr_sweep.png and lr_sweep_held_out.png")
     p.add_argument("--report-only", action="store_true", help="summarise the cached runs only")
     return p.parse_args(argv)
 
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fit = summarise([r for r in rows if r["clip"] in args.clips], args.margin)
     held = summarise([r for r in rows if r["clip"] in args.held_out], args.margin)
     cpu_s = sum(r["seconds"] for r in rows)
-    result = {**run_info(argv), "clips": args.clips, "held_out": args.held_out,
+    result = {"clips": args.clips, "held_out": args.held_out,
               "budgets_epochs": args.budgets, "sizes": args.sizes, "seeds": args.seeds,
               "held_out_seeds": args.held_out_seeds, "frames": args.frames,
               "crop": f"{args.crop}x{args.crop}", "crop_origin": CROP_ORIGIN,
@@ -328,19 +328,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "encode_seconds_total": cpu_s, "points": fit, "held_out_points": held,
               "default_ok_everywhere": all(p.get("default_ok", False) for p in fit + held),
               "runs": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
     title = (f"{', '.join(args.clips)}: {args.crop}x{args.crop} crops, {args.frames} frames, "
              f"seeds {args.seeds}; mean over clips and seeds")
-    plot(fit, args.plot, title)
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "lr_sweep.png"
+        plot(fit, png, title)
+        record("lr_sweep", result, command_line("benches/lr_sweep.py", argv), plot=png,
+               directory=args.results)
     if held:
-        plot(held, args.plot.with_name(args.plot.stem + "_held_out.png"),
+        plot(held, args.results / "lr_sweep_held_out.png",
              f"held out: {', '.join(args.held_out)}")
     print(table(fit, settings))
     if held:
         print("\nheld out:\n" + table(held, settings))
-    print(f"\n{len(rows)} encodes, {cpu_s / 60:.1f} CPU-min of encoding; wrote {args.out}, "
-          f"{args.plot}")
+    print(f"\n{len(rows)} encodes, {cpu_s / 60:.1f} min of encoding")
     return result
 
 

@@ -7,14 +7,13 @@ the file decodes (RGB PSNR after quantisation). On a GPU (``--device cuda``) the
 gives the GPU curve.
 
     python benches/time_to_quality.py --clips carphone bikes --budgets 5 10 20 40 \\
-        --out docs/results/time_to_quality.json --plot docs/results/time_to_quality.png
+        --vtest PATH/vtest.avi
 
 Clips are the crops of ``benches/lr_sweep.py`` (same origins, same sources).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lr_sweep import prepare_clip  # noqa: E402
-from run_info import run_info  # noqa: E402
+from results import RESULTS_DIR, command_line, record  # noqa: E402
 
 
 def point(path: Path, recipe: str, epochs: int, args: argparse.Namespace, work: Path
@@ -88,8 +87,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--vtest", type=Path, default=None, help="path of OpenCV's vtest.avi")
     p.add_argument("--clip-dir", type=Path, default=Path(tempfile.gettempdir()) / "lr_sweep_clips")
-    p.add_argument("--out", type=Path, default=Path("docs/results/time_to_quality.json"))
-    p.add_argument("--plot", type=Path, default=Path("docs/results/time_to_quality.png"))
+    p.add_argument("--name", default="time_to_quality",
+                   help="results name (time_to_quality_gpu for a GPU run)")
+    p.add_argument("--results", type=Path, default=RESULTS_DIR)
     return p.parse_args(argv)
 
 
@@ -111,14 +111,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and
                                                  torch.cuda.is_available()) else "cpu"
     network = args.size if args.target_bpp is None else f"{args.size} at {args.target_bpp:g} bpp"
-    result = {**run_info(argv), "device": device, "clips": args.clips, "frames": args.frames,
+    result = {"device": device, "clips": args.clips, "frames": args.frames,
               "crop": f"{args.crop}x{args.crop}", "network": network, "seed": args.seed,
               "curves": curves}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    plot(curves, args.plot, f"{network}, {args.crop}x{args.crop} crops, {args.frames} frames, "
-                            f"{device}, torch threads {torch.get_num_threads()}")
-    print(f"wrote {args.out}, {args.plot}")
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "time_to_quality.png"
+        plot(curves, png, f"{network}, {args.crop}x{args.crop} crops, {args.frames} frames, "
+                          f"{device}, torch threads {torch.get_num_threads()}")
+        record(args.name, result, command_line("benches/time_to_quality.py", argv), plot=png,
+               directory=args.results)
     return result
 
 

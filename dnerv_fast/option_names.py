@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import re
 
-# Keyword arguments of the API functions whose command-line flag is "--" + the name with
-# dashes (encode, decode, evaluate, profile).
-API_OPTIONS = (
-    "overwrite", "resume", "checkpoint_every", "keep_checkpoint", "max_frames", "epochs",
-    "lr", "warmup", "recipe", "batch_size", "bits", "prune", "qat", "size", "target_bpp",
-    "keyframe_codec", "keyframe_quality", "device", "dtype", "precision", "mask_video",
-    "mask_boxes", "mask_box_size", "mask_seed", "seed", "loss", "compile", "cuda_graphs",
-    "data",
-)
+# Options outside dnerv_fast.options' settings classes: the profile command's.
+_OTHER_FLAGS = {"cuda_graphs": "--cuda-graphs"}
+
+
+def _flags() -> dict[str, str]:
+    """Every API option name and its flag (dnerv_fast.options defines both)."""
+    from dnerv_fast.options import iter_settings, options
+    flags = dict(_OTHER_FLAGS)
+    for settings in iter_settings():
+        flags.update((o.name, o.flag) for o in options(settings) if o.flag)
+    return flags
+
+
+FLAGS = _flags()
 _VALUE = r"(?:'([^']*)'|\"([^\"]*)\"|(True)\b|([^\s,;:)\]]+))?"
-_PATTERN = re.compile(r"(?<![\w.-])(" + "|".join(sorted(API_OPTIONS, key=len, reverse=True))
+_PATTERN = re.compile(r"(?<![\w.-])(" + "|".join(sorted(FLAGS, key=len, reverse=True))
                       + r")=" + _VALUE)
 
 
@@ -29,7 +34,7 @@ def as_flags(message: str) -> str:
     ``overwrite=True`` -> ``--overwrite``, ``device='cuda'`` -> ``--device cuda``,
     ``checkpoint_every=N`` -> ``--checkpoint-every N``, a bare ``lr=`` -> ``--lr``."""
     def flag(m: re.Match) -> str:
-        name = "--" + m.group(1).replace("_", "-")
+        name = FLAGS[m.group(1)]
         value = next((g for g in m.groups()[1:] if g is not None), None)
         return name if value in (None, "True") else f"{name} {value}"
     return _PATTERN.sub(flag, message)

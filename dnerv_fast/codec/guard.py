@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from dnerv_fast.codec.anchors import encode_anchor
-from dnerv_fast.codec.summary import Truth, mean_psnr
+from dnerv_fast.codec.summary import EncodeSummary, mean_psnr
 from dnerv_fast.errors import CodecError
 from dnerv_fast.train.recipe import PAPER_STEPS, Recipe
 
@@ -43,7 +43,7 @@ class Verdict:
 
 
 def _x264_coarsest(reference: Sequence[np.ndarray], fps: Sequence[float],
-                   truth: Truth | None) -> float | None:
+                   truth: EncodeSummary | None) -> float | None:
     """PSNR of x264 at CRF 51, taken from the measurement when it holds that point."""
     if truth is not None:
         for point in truth.anchors:
@@ -74,9 +74,11 @@ def _advice(recipe: Recipe | None, epochs: int) -> str:
 
 def check_output(decoded: Sequence[np.ndarray] | None, reference: Sequence[np.ndarray],
                  fps: Sequence[float], file_bytes: int, *, epochs: int,
-                 recipe: Recipe | None = None, truth: Truth | None = None) -> Verdict:
+                 recipe: Recipe | None = None, summary: EncodeSummary | None = None
+                 ) -> Verdict:
     """Judge a written file whose videos decode to ``decoded`` (None: take the PSNR from
-    ``truth``) against the real frames ``reference``."""
+    ``summary``, the encode's measurement) against the real frames ``reference``."""
+    truth = summary
     psnr = truth.psnr if truth is not None else mean_psnr(decoded or [], reference)
     raw = sum(int(r.size) for r in reference)
     x264 = _x264_coarsest(reference, fps, truth)
