@@ -105,9 +105,17 @@ def test_constants_repeated_for_a_fast_help_equal_their_modules():
 
 def test_train_settings_share_the_encode_defaults():
     from dnerv_fast.train.trainer import TrainSettings
+    from dnerv_fast.train import recipe
     train = TrainSettings(epochs=1)
-    for name in ("batch_size", "lr", "loss", "seed", "precision", "compile"):
+    for name in ("loss", "seed", "precision", "compile"):
         assert getattr(train, name) == getattr(EncodeSettings(), name), name
+    # encode leaves these to the recipe (train.recipe); the trainer's own defaults are the
+    # paper's rate and warm-up at the default recipe's batch
+    assert (EncodeSettings().batch_size, EncodeSettings().lr, EncodeSettings().warmup) == \
+        (None, None, None)
+    assert (train.batch_size, train.lr, train.warmup) == \
+        (recipe.DEFAULT_BATCH, recipe.PAPER_LR, recipe.PAPER_WARMUP)
+    assert options.RECIPES == recipe.RECIPES and EncodeSettings().recipe == "default"
 
 
 @pytest.mark.parametrize("argv", [["--bits", "12"], ["--epochs", "0"], ["--target-bpp", "-1"],
