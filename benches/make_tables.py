@@ -179,7 +179,8 @@ def provenance(d: Data, data_link: str) -> str:
     if m.get("gpu"):
         where += f", {m['gpu']}"
     note = f" Note: {d['note']}." if d.get("note") else ""
-    return (f"Machine: {where}; {d['date']}, commit `{d['commit'][:10]}`.{note} "
+    commit = d["commit"][:10] + ("` with local changes" if d["commit"].endswith("-dirty") else "`")
+    return (f"Machine: {where}; {d['date']}, commit `{commit}.{note} "
             f"Command: `{d['command']}`. Data: [{Path(data_link).name}]({data_link}).")
 
 
