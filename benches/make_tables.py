@@ -203,7 +203,10 @@ def render(table: str, page: Path) -> str:
         return f"Not measured yet: `{command}` records it.\n"
     d = _load(source)
     link = os.path.relpath(RESULTS_DIR / f"{source}.json", page.parent).replace(os.sep, "/")
-    return "\n".join([*renderer(d), "", provenance(d, link)]) + "\n"
+    lines = [*renderer(d), "", provenance(d, link)]
+    if (RESULTS_DIR / f"{source}.png").is_file() and page.parent != ROOT:   # plots: docs/ only
+        lines += ["", f"![{source}: the bench's plot of these figures]({link[:-len('json')]}png)"]
+    return "\n".join(lines) + "\n"
 
 
 def regenerate(text: str, page: Path) -> str:
