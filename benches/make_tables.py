@@ -161,14 +161,24 @@ def paper_claims(d: Data) -> list[str]:
                      "accuracy"], rows)]
 
 
-# table name -> (data file, renderer)
-TABLES: dict[str, tuple[str, Callable[[Data], list[str]]]] = {
-    "decode_speed": ("decode_speed", speed),
-    "train_step": ("train_step", speed),
-    "rd_carphone": ("rd_carphone", rate_distortion),
-    "keyframe_codecs": ("keyframe_codecs", keyframe_codecs),
-    "qat_study": ("qat_study", qat_study),
-    "paper_claims": ("paper_claims", paper_claims),
+SPEED = ("DNERV_BENCH_MALLOC=heap DNERV_BENCH_RECORD=1 pytest benches/test_bench_cpu_pipeline.py "
+         "--benchmark-enable -s && python benches/make_tables.py")
+
+# table name -> (data file, renderer, the command that produces the data)
+TABLES: dict[str, tuple[str, Callable[[Data], list[str]], str]] = {
+    "decode_speed": ("decode_speed", speed, SPEED),
+    "train_step": ("train_step", speed, SPEED),
+    "rd_carphone": ("rd_carphone", rate_distortion,
+                    "python benches/rate_distortion.py carphone_pristine.mp4 --out rd-carphone "
+                    "--targets 0.1 0.3 1 --epochs 40 --record rd_carphone"),
+    "keyframe_codecs": ("keyframe_codecs", keyframe_codecs,
+                        "python benches/keyframe_codecs.py carphone_pristine.mp4 bikes.mp4 "
+                        "--out keyframe-study --record keyframe_codecs"),
+    "qat_study": ("qat_study", qat_study,
+                  "python benches/qat_study.py carphone_pristine.mp4 --out qat-study "
+                  "--record qat_study"),
+    "paper_claims": ("paper_claims", paper_claims,
+                     "python benches/paper_claims.py --out paper-claims --record paper_claims"),
 }
 
 
@@ -179,16 +189,24 @@ def provenance(d: Data, data_link: str) -> str:
     if m.get("gpu"):
         where += f", {m['gpu']}"
     note = f" Note: {d['note']}." if d.get("note") else ""
-    return (f"Machine: {where}; {d['date']}, commit `{d['commit'][:10]}`.{note} "
+    if d.get("env"):
+        note += " Settings: " + ", ".join(f"`{k}={v}`" for k, v in d["env"].items()) + "."
+    commit = d["commit"][:10] + ("` with local changes" if d["commit"].endswith("-dirty") else "`")
+    return (f"Machine: {where}; {d['date']}, commit `{commit}.{note} "
             f"Command: `{d['command']}`. Data: [{Path(data_link).name}]({data_link}).")
 
 
 def render(table: str, page: Path) -> str:
     """The generated Markdown of ``table`` as it appears in ``page`` (links relative to it)."""
-    source, renderer = TABLES[table]
+    source, renderer, command = TABLES[table]
+    if not (RESULTS_DIR / f"{source}.json").is_file():
+        return f"Not measured yet: `{command}` records it.\n"
     d = _load(source)
     link = os.path.relpath(RESULTS_DIR / f"{source}.json", page.parent).replace(os.sep, "/")
-    return "\n".join([*renderer(d), "", provenance(d, link)]) + "\n"
+    lines = [*renderer(d), "", provenance(d, link)]
+    if (RESULTS_DIR / f"{source}.png").is_file() and page.parent != ROOT:   # plots: docs/ only
+        lines += ["", f"![{source}: the bench's plot of these figures]({link[:-len('json')]}png)"]
+    return "\n".join(lines) + "\n"
 
 
 def regenerate(text: str, page: Path) -> str:

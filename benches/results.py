@@ -82,6 +82,10 @@ def record(name: str, figures: dict[str, Any], command: str, plot: Path | None =
         "name": name, "command": command,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(), "commit": git_commit()}
+    env = {k: v for k, v in sorted(os.environ.items())
+           if k.startswith(("DNERV_FAST_", "OMP_NUM_THREADS")) and k != "DNERV_FAST_BUILD_DIR"}
+    if env:          # settings that change what was measured (backend, threads, switches)
+        data["env"] = env
     note = os.environ.get(NOTE_ENV)
     if note:
         data["note"] = note
