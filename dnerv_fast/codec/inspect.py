@@ -17,7 +17,7 @@ def describe_file(path: str | os.PathLike, tensors: bool = False) -> str:
     """A few lines on a validated .dnerv file: version, model, videos, bytes and bpp, bits
     per parameter of the weights, and with ``tensors`` those of every tensor."""
     container = read_container(path)
-    head = parse_header(container.header, version=FORMAT_VERSION,
+    head = parse_header(container.header, version=container.version,
                         keyframes=len(container.keyframes), clips_per_pass=RENDER_CHUNK)
     sizes = section_sizes(container)
     total = os.path.getsize(path)
@@ -25,7 +25,7 @@ def describe_file(path: str | os.PathLike, tensors: bool = False) -> str:
     c = head.config
     layout = read_layout(container.weights, model_shapes(c, head.parameters), head.bits)
     lines = [
-        f"{path}: .dnerv format version {FORMAT_VERSION}, {total} bytes, "
+        f"{path}: .dnerv format version {container.version}, {total} bytes, "
         f"{bits_per_pixel(total, pixels):.5f} bpp over {pixels} pixels",
         f"model: {c.name}, fc_dim {c.fc_dim}, patch {c.patch_size[0]}x{c.patch_size[1]}, "
         f"clips of {c.clip_len}, strides {list(c.strides)}, {head.parameters} parameters at "
