@@ -38,13 +38,13 @@ def format_table(rows: Sequence[Row]) -> str:
         rows = [r for r in rows if r.video != "ALL" or (r.method, r.setting) not in own]
     head = (f"{'method':<8} {'setting':<34} {'video':<20} {'frames':>6} {'bpp':>9} "
             f"{'PSNR-RGB':>8} {'PSNR-Y':>7} {'PSNR-U':>7} {'PSNR-V':>7} {'PSNR-YUV':>8} "
-            f"{'MS-SSIM':>8} {'variant':<15} colour")
+            f"{'colour':<22} {'MS-SSIM':>8} {'variant':<15}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.method:<8} {r.setting:<34} {r.video[:20]:<20} {r.frames:>6} "
                      f"{r.bpp:>9.5f} {r.psnr:>8.3f} {r.psnr_y:>7.3f} {r.psnr_u:>7.3f} "
-                     f"{r.psnr_v:>7.3f} {r.psnr_yuv:>8.3f} {r.ms_ssim:>8.5f} "
-                     f"{r.ms_ssim_variant or '-':<15} {r.colour or '-'}")
+                     f"{r.psnr_v:>7.3f} {r.psnr_yuv:>8.3f} {r.colour or '-':<22} "
+                     f"{r.ms_ssim:>8.5f} {r.ms_ssim_variant or '-'}")
     lines.append(YUV_NOTE)
     if any(MS_SSIM_PADDED in r.ms_ssim_variant for r in rows):
         lines.append(PADDED_NOTE)
