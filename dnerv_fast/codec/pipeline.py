@@ -462,7 +462,7 @@ def _write(encoded: Encoded, index: int, writer_target: Path | BinaryIO, fmt: st
     writer.close()
 
 
-def decode(path: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: str | None = None,
+def decode(path: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: str = "mp4",
            overwrite: bool = False, progress: bool = True, device: str = "auto",
            dtype: str = "fp32", videos: Sequence[str] | None = None,
            frames: str | tuple[int, int | None] | None = None) -> list[Path]:
