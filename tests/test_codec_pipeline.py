@@ -66,7 +66,7 @@ def test_decode_equals_quantised_model_in_memory(encoded, tmp_path):
     (lambda d: d[: len(d) // 2], "truncated"),
     (lambda d: d[:-1], "truncated"),
     (lambda d: d[:200] + bytes([d[200] ^ 1]) + d[201:], "checksum"),
-    (lambda d: d[: len(MAGIC)] + struct.pack("<H", 3) + d[len(MAGIC) + 2:], "version 3"),
+    (lambda d: d[: len(MAGIC)] + struct.pack("<H", 4) + d[len(MAGIC) + 2:], "version 4"),
     (lambda d: b"\x89PNG\r\n\x1a\n" + d[8:], "not a .dnerv"),
     (lambda d: d + b"extra", "inconsistent"),
 ])
