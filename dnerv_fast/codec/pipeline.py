@@ -379,7 +379,8 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike,
         # Phase 7: the file judged, measured or not (codec.guard); warns when it is useless.
         encoded.verdict = check_output(
             None if encoded.summary else [encoded.render(i) for i in range(len(prepared))],
-            [v.frames for v in sources], [v.fps for v in sources], size_bytes, epochs=s.epochs,
+            [to_rgb8(v.frames) for v in sources], [v.fps for v in sources], size_bytes,
+            epochs=s.epochs,
             recipe=recipe, summary=encoded.summary)
         warn_if_useless(encoded.verdict)
     return encoded
