@@ -1,4 +1,6 @@
-"""Image quality metrics on [0, 1] values: PSNR, SSIM and MS-SSIM, per frame.
+"""Image quality metrics on [0, 1] values: PSNR, SSIM and MS-SSIM, per frame; and PSNR on
+YUV planes (Y, U, V and their weighted means as CompressAI, Cool-chic and DCVC report them,
+at the source's peak: 1023 for 10 bits), at the end of this module.
 
 All functions take float tensors [N, C, H, W] (any leading shape for PSNR) and return one
 value per frame. SSIM is differentiable: the training loss uses it.
@@ -25,6 +27,7 @@ produced that the reference library cannot produce.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -157,3 +160,42 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             x, y = F.avg_pool2d(x, 2, padding=odd), F.avg_pool2d(y, 2, padding=odd)
     levels.append(full.clamp(min=0))
     return (torch.stack(levels) ** weights.view(-1, 1, 1)).prod(0).mean(1)
+
+
+# --- PSNR on YUV planes, as the learned-codec literature reports it ------------------------
+
+# How papers fold PSNR-Y, -U and -V into one figure (each named in every output):
+# "psnr-yuv": CompressAI's (4 PSNR-Y + PSNR-U + PSNR-V) / 6, on 4:2:0 the figure most
+# learned video codecs publish; "psnr-yuv-mse411": Cool-chic's, the MSEs weighted 4:1:1
+# before one PSNR; "psnr-yuv-611": DCVC's (6 PSNR-Y + PSNR-U + PSNR-V) / 8.
+YUV_PSNR_WEIGHTING = "(4 Y + U + V) / 6 (CompressAI)"
+
+
+def plane_mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared difference of two planes, in float64."""
+    if a.shape != b.shape:
+        raise ValueError(f"planes differ in shape: {a.shape} vs {b.shape}")
+    d = a.astype(np.float64) - b.astype(np.float64)
+    return float(np.mean(d * d))
+
+
+def psnr_of_mse(mse: float, peak: float) -> float:
+    """10 log10(peak^2 / mse); ``inf`` for identical planes."""
+    return float("inf") if mse == 0 else float(10 * np.log10(peak * peak / mse))
+
+
+def yuv_psnr(decoded: list[np.ndarray], reference: list[np.ndarray], peak: float
+             ) -> dict[str, float]:
+    """PSNR-Y, -U, -V and the three combined figures of one frame's planes, with ``peak``
+    the largest sample value (2^bits - 1); a 4:0:0 frame's combined figures are its PSNR-Y
+    and its U, V are NaN."""
+    mse = [plane_mse(d, r) for d, r in zip(decoded, reference)]
+    if len(mse) == 1:
+        y = psnr_of_mse(mse[0], peak)
+        nan = float("nan")
+        return {"psnr-y": y, "psnr-u": nan, "psnr-v": nan, "psnr-yuv": y,
+                "psnr-yuv-mse411": y, "psnr-yuv-611": y}
+    y, u, v = (psnr_of_mse(m, peak) for m in mse)
+    return {"psnr-y": y, "psnr-u": u, "psnr-v": v, "psnr-yuv": (4 * y + u + v) / 6,
+            "psnr-yuv-mse411": psnr_of_mse((4 * mse[0] + mse[1] + mse[2]) / 6, peak),
+            "psnr-yuv-611": (6 * y + u + v) / 8}

@@ -37,7 +37,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LOSSES = ("uvg", "ucf101")
 RECIPES = ("default", "paper")                   # train.recipe.RECIPES
-OUTPUT_FORMATS = ("mp4", "png")
+OUTPUT_FORMATS = ("mp4", "png", "yuv", "y4m")
 ANCHORS = ("x264", "x265")
 ANCHOR_PIX_FMTS = ("yuv444p", "yuv420p")          # codec.anchors.PIX_FMTS
 # media.keyframes.CODECS: each codec's default quality, in the order --help lists them (the
@@ -334,7 +334,9 @@ DEFAULT_BOX_SIZE = 32
 class DecodeSettings:
     """How ``dnerv-fast decode`` and :func:`dnerv_fast.decode` write the videos."""
 
-    fmt: str = setting("mp4", "output of each video", choices=OUTPUT_FORMATS, flag="--format")
+    fmt: str = setting("mp4", "format of each video in an output folder (a single-file "
+                              "output's extension gives its own)", choices=OUTPUT_FORMATS,
+                       flag="--format")
     dtype: str = setting("fp32", "network precision; bf16/fp16 stay within a few hundredths of "
                                  "a dB of fp32", choices=PRECISIONS)
 

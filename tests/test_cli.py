@@ -48,7 +48,7 @@ def test_info_describes_a_file_without_decoding(tmp_path, capsys):
     path.write_bytes(to_bytes(small_container()))
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert f"format version 2, {path.stat().st_size} bytes" in out
+    assert f"format version 3, {path.stat().st_size} bytes" in out
     assert "46784 parameters at 6 bits" in out and "40x36" in out and "weights" in out
     assert "bits per parameter (46,784 parameters at 6 bits; tensors by mode:" in out
     assert main(["info", str(path), "--tensors"]) == 0

@@ -44,7 +44,8 @@ def test_file_and_bpp(encoded):
     h = result.header
     assert h["bits"] == 8 and h["keyframe_codec"] == "webp" and h["keyframe_quality"] == 80
     assert h["videos"] == [{"name": "carphone_pristine", "height": 144, "width": 176,
-                            "frames": FRAMES, "fps": pytest.approx(29.97, abs=0.01)}]
+                            "frames": FRAMES, "fps": pytest.approx(29.97, abs=0.01),
+                            "bit_depth": 8, "chroma": "rgb"}]
 
 
 def test_decode_equals_quantised_model_in_memory(encoded, tmp_path):
@@ -65,7 +66,7 @@ def test_decode_equals_quantised_model_in_memory(encoded, tmp_path):
     (lambda d: d[: len(d) // 2], "truncated"),
     (lambda d: d[:-1], "truncated"),
     (lambda d: d[:200] + bytes([d[200] ^ 1]) + d[201:], "checksum"),
-    (lambda d: d[: len(MAGIC)] + struct.pack("<H", 3) + d[len(MAGIC) + 2:], "version 3"),
+    (lambda d: d[: len(MAGIC)] + struct.pack("<H", 4) + d[len(MAGIC) + 2:], "version 4"),
     (lambda d: b"\x89PNG\r\n\x1a\n" + d[8:], "not a .dnerv"),
     (lambda d: d + b"extra", "inconsistent"),
 ])
@@ -117,7 +118,7 @@ def test_cli_round_trip_eval_and_errors(encoded, tmp_path, capsys):
     assert len(rows) == 2 + 2 * 2 * 2                 # (video + ALL) for D-NeRV and 4 anchors
     dnerv = [r for r in rows if r["method"] == "D-NeRV" and r["video"] == "ALL"][0]
     assert float(dnerv["bpp"]) == pytest.approx(8 * path.stat().st_size / (176 * 144 * FRAMES))
-    x264 = [float(r["psnr"]) for r in rows if r["method"] == "x264" and r["video"] == "ALL"]
+    x264 = [float(r["psnr_rgb"]) for r in rows if r["method"] == "x264" and r["video"] == "ALL"]
     assert x264[0] > x264[1] > 20                      # CRF 30 beats CRF 40
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # every error: non-zero exit, message on stderr, nothing written

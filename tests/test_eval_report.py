@@ -52,10 +52,14 @@ def test_compressai_results_shape():
     results = compressai_results(ROWS)
     assert list(results) == ["D-NeRV", "x264", "x265"]             # no region rows, no videos
     x264 = results["x264"]
-    assert set(x264) == {"name", "description", "ms-ssim-variant", "results"}
+    assert set(x264) == {"name", "description", "ms-ssim-variant", "colour", "results"}
     assert x264["name"] == "x264" and x264["ms-ssim-variant"] == PAD
+    nothing = [None, None]                                          # rows without YUV figures
     assert x264["results"] == {"bpp": [0.1, 0.9], "psnr-rgb": [28.0, 38.0],
-                               "ms-ssim-rgb": [0.90, 0.99]}         # by rate
+                               "ms-ssim-rgb": [0.90, 0.99], "psnr-y": nothing,
+                               "psnr-u": nothing, "psnr-v": nothing, "psnr-yuv": nothing,
+                               "psnr-yuv-mse411": nothing, "psnr-yuv-611": nothing}  # by rate
+    assert "(4Y+U+V)/6 as CompressAI" in x264["description"]
     assert "crf 38" in x264["description"] and PAD in x264["description"]
     assert results["x265"]["results"]["psnr-rgb"] == [None]         # JSON has no infinity
 

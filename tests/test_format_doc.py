@@ -84,7 +84,7 @@ def test_a_reader_following_the_format_document(tmp_path):
            keyframe_codec="webp")
     data = path.read_bytes()
 
-    assert data[:8] == b"DNERVF\x1a\n" and struct.unpack_from("<HH", data, 8) == (2, 3)
+    assert data[:8] == b"DNERVF\x1a\n" and struct.unpack_from("<HH", data, 8) == (3, 3)
     table = [struct.unpack_from("<4sQ", data, 12 + 12 * i) for i in range(3)]
     assert [tag for tag, _ in table] == [b"HEAD", b"WGTS", b"KEYF"]
     assert len(data) == 48 + sum(n for _, n in table) + 4
@@ -95,10 +95,10 @@ def test_a_reader_following_the_format_document(tmp_path):
 
     header = json.loads(sections[b"HEAD"].decode("utf-8"))
     assert sections[b"HEAD"] == json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    assert (header["format"], header["version"]) == ("dnerv_fast", 2)
+    assert (header["format"], header["version"]) == ("dnerv_fast", 3)
     assert (header["keyframe_codec"], header["bits"]) == ("webp", 6)
     assert header["videos"] == [{"name": "clip", "height": 64, "width": 64, "frames": 10,
-                                 "fps": 25.0}]
+                                 "fps": 25.0, "bit_depth": 8, "chroma": "rgb"}]
 
     shapes = {k: tuple(t.shape) for k, t in
               DNeRV(ModelConfig.from_dict(header["config"])).state_dict().items()}

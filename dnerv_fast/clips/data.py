@@ -18,6 +18,7 @@ from dnerv_fast.media.keyframes import decode_keyframe
 from dnerv_fast.configs import ModelConfig
 from dnerv_fast.schedule import Clip, ClipBatch, clip_inputs, clip_schedule, keyframe_indices
 from dnerv_fast.tiling import PatchGrid, patch_grid, tile
+from dnerv_fast.media.planar import RGB16_PEAK, to_rgb8
 from dnerv_fast.media.video_io import Video
 
 
@@ -40,7 +41,7 @@ class PreparedVideo:
     key_indices: list[int]
     key_bytes: list[bytes]
     codec: str                           # the keyframe codec that made ``key_bytes``
-    frames: torch.Tensor | None = None   # uint8 [P, N, 3, ph, pw], training targets
+    frames: torch.Tensor | None = None   # uint8 or uint16 [P, N, 3, ph, pw], training targets
     visible: torch.Tensor | None = None  # bool [P, N, 1, ph, pw]; None: no pixel is hidden
     _keyframes: torch.Tensor | None = field(default=None, repr=False)
 
@@ -80,8 +81,9 @@ def _prepared(name: str, height: int, width: int, length: int, fps: float,
 
 
 def keyframe_images(video: Video, config: ModelConfig) -> list[np.ndarray]:
-    """The frames [H, W, 3] of ``video`` that are coded as keyframes, in file order."""
-    return [video.frames[k] for k in keyframe_indices(video.num_frames, config.clip_len)]
+    """The frames uint8 [H, W, 3] of ``video`` that are coded as keyframes, in file order
+    (a 16-bit source's rounded to 8 bits: keyframe codecs take 8-bit RGB)."""
+    return [to_rgb8(video.frames[k]) for k in keyframe_indices(video.num_frames, config.clip_len)]
 
 
 def prepare_video(video: Video, config: ModelConfig, codec: str, key_bytes: list[bytes],
@@ -145,6 +147,11 @@ class Batch:
     kept: torch.Tensor | None = None
 
 
+def _unit(frames: torch.Tensor) -> torch.Tensor:
+    """Integer RGB as float in [0, 1]: uint8 / 255, uint16 (a YUV source's) / 65535."""
+    return frames.float().div_(255 if frames.dtype == torch.uint8 else RGB16_PEAK)
+
+
 def all_clips(videos: list[PreparedVideo]) -> list[ClipRef]:
     return [ClipRef(v, p, c.index) for v, vid in enumerate(videos)
             for p in range(vid.patches) for c in vid.clips]
@@ -176,7 +183,7 @@ def make_batch(videos: list[PreparedVideo], refs: list[ClipRef], config: ModelCo
             seen = videos[r.video].visible
             visible.append(torch.ones_like(targets[-1][:1], dtype=torch.bool) if seen is None
                            else seen[r.patch, list(clip.frames)].permute(1, 0, 2, 3))
-    target = torch.stack(targets).float().div_(255) if with_target else None
+    target = _unit(torch.stack(targets)) if with_target else None
     inputs = clip_inputs(clips, config.embed_levels, config.embed_base)
     return Batch(inputs, torch.stack(key_list).float().div_(255),
                  torch.tensor(start), torch.tensor(end), target,

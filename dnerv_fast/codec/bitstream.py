@@ -28,7 +28,10 @@ from dnerv_fast.atomic import write_bytes_atomic
 from dnerv_fast.errors import BitstreamError
 
 MAGIC = b"DNERVF\x1a\n"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# Version 3 added each video's source bit depth and chroma format to the header; a version 2
+# file (no such fields: 8-bit RGB sources) decodes as before.
+READ_VERSIONS = (2, 3)
 SECTIONS = (b"HEAD", b"WGTS", b"KEYF")
 _PRELUDE = struct.Struct("<8sHH")
 _ENTRY = struct.Struct("<4sQ")
@@ -46,6 +49,7 @@ class Container:
     header: dict[str, Any]
     weights: bytes
     keyframes: list[bytes] = field(default_factory=list)
+    version: int = FORMAT_VERSION
 
 
 def _pack_keyframes(keyframes: list[bytes]) -> bytes:
@@ -83,7 +87,7 @@ def to_bytes(container: Container) -> bytes:
     head = _header_bytes(container.header)
     payloads = [head, container.weights, _pack_keyframes(container.keyframes)]
     table = b"".join(_ENTRY.pack(tag, len(p)) for tag, p in zip(SECTIONS, payloads))
-    body = _PRELUDE.pack(MAGIC, FORMAT_VERSION, len(SECTIONS)) + table + b"".join(payloads)
+    body = _PRELUDE.pack(MAGIC, container.version, len(SECTIONS)) + table + b"".join(payloads)
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -126,11 +130,11 @@ def from_bytes(data: bytes, source: str = "file") -> Container:
     if len(data) < _PRELUDE.size:
         raise BitstreamError(f"{source} is truncated ({len(data)} bytes)")
     _, version, count = _PRELUDE.unpack_from(data, 0)
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         older = (" (weights coded with one table, from a dnerv_fast before per-tensor coding: "
-                 "encode the videos again)" if version < FORMAT_VERSION else "")
+                 "encode the videos again)" if version < min(READ_VERSIONS) else "")
         raise BitstreamError(f"{source} has format version {version}{older}; this dnerv_fast "
-                             f"reads version {FORMAT_VERSION} only")
+                             f"reads versions {', '.join(map(str, READ_VERSIONS))}")
     table_end = _PRELUDE.size + count * _ENTRY.size
     if len(data) < table_end + _CRC.size:
         raise BitstreamError(f"{source} is truncated (ends inside the section table)")
@@ -152,7 +156,7 @@ def from_bytes(data: bytes, source: str = "file") -> Container:
         payloads.append(data[pos:pos + n])
         pos += n
     header = _parse_json(payloads[0], source)
-    return Container(header, payloads[1], _unpack_keyframes(payloads[2]))
+    return Container(header, payloads[1], _unpack_keyframes(payloads[2]), version)
 
 
 def write_container(path: str | os.PathLike, container: Container, overwrite: bool = False) -> int:

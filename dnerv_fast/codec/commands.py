@@ -38,13 +38,20 @@ def _masks(args: argparse.Namespace) -> MaskSource | None:
     return BoxMasks(args.mask_boxes, size, args.mask_seed or 0)
 
 
+def _source(args: argparse.Namespace):
+    """The source reading options (raw YUV layout, matrix, range, crop) as SourceOptions."""
+    from dnerv_fast.media.planar import SourceOptions
+    return SourceOptions(size=args.yuv_size, pix_fmt=args.yuv_format, fps=args.fps,
+                         matrix=args.yuv_matrix, range=args.yuv_range, crop=args.crop)
+
+
 def run_encode(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.pipeline import encode
     from dnerv_fast.train.distributed import is_main_process
     start = time.perf_counter()
     result = encode(args.videos, args.output, from_args(EncodeSettings, args),
                     overwrite=args.overwrite, progress=not args.quiet, device=args.device,
-                    masks=_masks(args), measure=True)
+                    masks=_masks(args), measure=True, source=_source(args))
     if not is_main_process():
         return 0
     s = result.section_bytes
@@ -62,7 +69,8 @@ def run_encode(args: argparse.Namespace) -> int:
 def run_decode(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.pipeline import decode
     for path in decode(args.input, args.output, fmt=args.fmt, overwrite=args.overwrite,
-                       progress=not args.quiet, device=args.device, dtype=args.dtype):
+                       progress=not args.quiet, device=args.device, dtype=args.dtype,
+                       videos=args.video, frames=args.frames):
         print(f"wrote {path}")
     return 0
 
@@ -79,7 +87,7 @@ def run_eval(args: argparse.Namespace) -> int:
         check_json_outputs(args.json, [DNERV, *(args.anchors if args.crfs else [])], args.overwrite)
     rows = evaluate(args.input, args.videos, crfs=args.crfs, anchors=args.anchors,
                     preset=args.preset, progress=not args.quiet, masks=_masks(args),
-                    pix_fmts=args.pix_fmts)
+                    pix_fmts=args.pix_fmts, source=_source(args))
     print(format_table(rows))
     # The file may hold fewer frames than a source (encode --max-frames): say what was compared.
     per_video = [r for r in rows if r.method == DNERV and r.video != "ALL"]
@@ -97,6 +105,27 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_source_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "sources", "Raw .yuv files take their size, frame rate, chroma format and bit depth "
+        "from their names (Beauty_1920x1080_120fps_420_8bit_YUV.yuv) or from these options, "
+        "which fill in what the name leaves out; a disagreement is an error. .y4m files say "
+        "their own.")
+    g.add_argument("--yuv-size", metavar="WxH", help="frame size of raw .yuv files")
+    g.add_argument("--yuv-format", metavar="PIX_FMT",
+                   help="planar layout of raw .yuv files: yuv420p, yuv422p10le, yuv444p16le, "
+                        "gray10le... (default yuv420p)")
+    g.add_argument("--fps", type=float, help="frame rate of raw .yuv files (default 25)")
+    g.add_argument("--yuv-matrix", default="bt709", choices=["bt601", "bt709"],
+                   help="YUV <-> RGB matrix of YUV sources (the network works in RGB)")
+    g.add_argument("--yuv-range", choices=["full", "limited"],
+                   help="YUV sample range of raw .yuv files (default full; Y4M: its "
+                        "XCOLORRANGE tag)")
+    g.add_argument("--crop", metavar="WxH+X+Y",
+                   help="crop every video before tiling (the paper's UVG protocol: "
+                        "1920x1024+0+0, the upper 1024 rows)")
+
+
 def _add_mask_options(p: argparse.ArgumentParser, purpose: str) -> None:
     add_options(p.add_argument_group("inpainting masks", purpose), MaskSettings)
 
@@ -108,17 +137,28 @@ def encode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of frames")
     p.add_argument("-o", "--output", required=True, help="the .dnerv file to write")
     add_options(p, EncodeSettings)
+    _add_source_options(p)
     _add_mask_options(p, "Inpainting: train without seeing the masked pixels (keyframes are "
                          "coded with the holes filled, the loss ignores them). Box settings "
                          "are stored in the file.")
 
 
 def decode_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Decode to OUT/NAME.mp4 (lossless RGB x264) or OUT/NAME/ PNGs, at the "
-                     "original frame size. Names stored in the file become safe file names.")
+    p.description = ("Decode to OUT/NAME.mp4 (lossless RGB x264), OUT/NAME.yuv or .y4m (the "
+                     "source's YUV layout and bit depth) or OUT/NAME/ PNGs, at the original "
+                     "frame size, clip group by clip group (memory does not grow with the "
+                     "video). Names stored in the file become safe file names.")
     p.add_argument("input", help="a .dnerv file")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder; or one file (.mp4, .yuv, .y4m: the format by "
+                        "extension); or - for Y4M on standard output (| ffmpeg -i - ...)")
     add_options(p, DecodeSettings)
+    p.add_argument("--video", action="append", metavar="NAME",
+                   help="decode only this video (repeat for several); a single-file output "
+                        "needs one when the file holds several")
+    p.add_argument("--frames", metavar="A:B",
+                   help="decode only frames A..B-1 (Python slice; only the clips covering "
+                        "them run; bit-identical to the same frames of a whole decode)")
 
 
 def eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -127,6 +167,7 @@ def eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="a .dnerv file")
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="the source videos, in encode order")
     add_options(p, EvalSettings)
+    _add_source_options(p)
     p.add_argument("--csv", help="write the table as CSV")
     p.add_argument("--plot", help="write a rate-distortion plot (PNG)")
     p.add_argument("--json", metavar="DIR",

@@ -36,6 +36,14 @@ MAX_BOXES = 4096
 _FIELDS = {"format", "version", "config", "bits", "prune", "keyframe_codec",
            "keyframe_quality", "parameters", "videos", "inpainting"}
 _VIDEO_FIELDS = {"name", "height", "width", "frames", "fps"}
+# Version 3: the source's sample depth and chroma format ("rgb" for RGB sources), required;
+# for YUV sources also the matrix and range used to convert them, and the 4:2:0 siting tag.
+_SOURCE_FIELDS = {"bit_depth", "chroma", "matrix", "range", "siting"}
+SOURCE_CHROMAS = ("rgb", "400", "420", "422", "444")
+SOURCE_BIT_DEPTHS = (8, 10, 12, 16)
+SOURCE_MATRICES = ("bt601", "bt709")
+SOURCE_RANGES = ("full", "limited")
+SOURCE_SITINGS = ("420jpeg", "420mpeg2", "420paldv")
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,11 @@ class VideoEntry:
     width: int
     frames: int
     fps: float
+    bit_depth: int = 8           # of the source's samples (version 2: always 8)
+    chroma: str = "rgb"          # "rgb", or the YUV source's "400", "420", "422", "444"
+    matrix: str | None = None    # YUV sources: "bt601" / "bt709"
+    range: str | None = None     # YUV sources: "full" / "limited"
+    siting: str | None = None    # 8-bit 4:2:0 sources read from Y4M: its C tag
 
 
 @dataclass(frozen=True)
@@ -119,11 +132,35 @@ def _config(raw: Any, clips_per_pass: int) -> ModelConfig:
     return config
 
 
-def _video(raw: Any, i: int, config: ModelConfig) -> VideoEntry:
+def _choice(d: dict[str, Any], key: str, allowed: tuple, where: str) -> Any:
+    value = d.get(key)
+    if isinstance(value, bool) or value not in allowed:
+        raise BitstreamError(f"header field '{where}{key}' must be one of "
+                             f"{', '.join(map(str, allowed))}, got {_show(value)}")
+    return value
+
+
+def _source(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """A version 3 video's source fields (see _SOURCE_FIELDS)."""
+    out = {"bit_depth": _choice(raw, "bit_depth", SOURCE_BIT_DEPTHS, where),
+           "chroma": _choice(raw, "chroma", SOURCE_CHROMAS, where)}
+    if out["chroma"] == "rgb":
+        if out["bit_depth"] != 8 or set(raw) & {"matrix", "range", "siting"}:
+            raise BitstreamError(f"header '{where[:-1]}' is an 8-bit RGB source: bit_depth 8 "
+                                 f"and no matrix, range or siting")
+        return out
+    out["matrix"] = _choice(raw, "matrix", SOURCE_MATRICES, where)
+    out["range"] = _choice(raw, "range", SOURCE_RANGES, where)
+    if "siting" in raw:
+        out["siting"] = _choice(raw, "siting", SOURCE_SITINGS, where)
+    return out
+
+
+def _video(raw: Any, i: int, config: ModelConfig, version: int = 3) -> VideoEntry:
     where = f"videos[{i}]."
     if not isinstance(raw, dict):
         raise BitstreamError(f"header field 'videos[{i}]' must be an object")
-    _only(raw, _VIDEO_FIELDS, f"'videos[{i}]'")
+    _only(raw, _VIDEO_FIELDS | (_SOURCE_FIELDS if version >= 3 else set()), f"'videos[{i}]'")
     name = raw.get("name")
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or "\0" in name:
         raise BitstreamError(f"header field '{where}name' must be a non-empty string of at most "
@@ -131,7 +168,8 @@ def _video(raw: Any, i: int, config: ModelConfig) -> VideoEntry:
     video = VideoEntry(name, _int(raw, "height", 1, MAX_FRAME_SIDE, where),
                        _int(raw, "width", 1, MAX_FRAME_SIDE, where),
                        _int(raw, "frames", 1, MAX_FRAMES, where),
-                       _number(raw, "fps", 0.0, MAX_FPS, where))
+                       _number(raw, "fps", 0.0, MAX_FPS, where),
+                       **(_source(raw, where) if version >= 3 else {}))
     ph, pw = config.patch_size
     padded = (-(-video.height // ph) * ph) * (-(-video.width // pw) * pw) * 3 * video.frames
     if padded > MAX_VIDEO_BYTES:
@@ -182,7 +220,7 @@ def parse_header(raw: dict[str, Any], *, version: int, keyframes: int,
     videos = raw.get("videos")
     if not isinstance(videos, list) or not 0 < len(videos) <= MAX_VIDEOS:
         raise BitstreamError(f"header field 'videos' must be a list of 1..{MAX_VIDEOS} videos")
-    entries = tuple(_video(v, i, config) for i, v in enumerate(videos))
+    entries = tuple(_video(v, i, config, version) for i, v in enumerate(videos))
     needed = sum(keyframe_count(v.frames, config.clip_len) for v in entries)
     if needed != keyframes:
         raise BitstreamError(f"header's videos need {needed} keyframes, the file holds {keyframes}")

@@ -5,19 +5,28 @@ from __future__ import annotations
 
 import os
 
-from dnerv_fast.codec.bitstream import FORMAT_VERSION, bits_per_pixel, read_container, section_sizes
-from dnerv_fast.codec.header import parse_header
+from dnerv_fast.codec.bitstream import bits_per_pixel, read_container, section_sizes
+from dnerv_fast.codec.header import VideoEntry, parse_header
+from dnerv_fast.media.yuv import YuvFormat
 from dnerv_fast.codec.render import RENDER_CHUNK
 from dnerv_fast.codec.weight_report import WeightsSummary, tensor_bits, tensor_table
 from dnerv_fast.codec.weights import decode_layout, model_shapes, read_layout
 from dnerv_fast.options import keyframe_setting
 
 
+def _source(v: VideoEntry) -> str:
+    """A video's source format: ``rgb 8-bit``, or ``yuv420p10le bt709 full``."""
+    if v.chroma == "rgb":
+        return "rgb 8-bit"
+    fmt = YuvFormat(v.chroma, v.bit_depth).pix_fmt
+    return f"{fmt} {v.matrix} {v.range}" + (f" {v.siting}" if v.siting else "")
+
+
 def describe_file(path: str | os.PathLike, tensors: bool = False) -> str:
     """A few lines on a validated .dnerv file: version, model, videos, bytes and bpp, bits
     per parameter of the weights, and with ``tensors`` those of every tensor."""
     container = read_container(path)
-    head = parse_header(container.header, version=FORMAT_VERSION,
+    head = parse_header(container.header, version=container.version,
                         keyframes=len(container.keyframes), clips_per_pass=RENDER_CHUNK)
     sizes = section_sizes(container)
     total = os.path.getsize(path)
@@ -25,7 +34,7 @@ def describe_file(path: str | os.PathLike, tensors: bool = False) -> str:
     c = head.config
     layout = read_layout(container.weights, model_shapes(c, head.parameters), head.bits)
     lines = [
-        f"{path}: .dnerv format version {FORMAT_VERSION}, {total} bytes, "
+        f"{path}: .dnerv format version {container.version}, {total} bytes, "
         f"{bits_per_pixel(total, pixels):.5f} bpp over {pixels} pixels",
         f"model: {c.name}, fc_dim {c.fc_dim}, patch {c.patch_size[0]}x{c.patch_size[1]}, "
         f"clips of {c.clip_len}, strides {list(c.strides)}, {head.parameters} parameters at "
@@ -34,10 +43,10 @@ def describe_file(path: str | os.PathLike, tensors: bool = False) -> str:
         f"{keyframe_setting(head.keyframe_codec, head.keyframe_quality)}",
         "sections: " + ", ".join(f"{name} {n} B ({n / total:.1%})" for name, n in sizes.items()),
         WeightsSummary.of(layout).line(),
-        f"{'video':<24} {'size':>11} {'frames':>7} {'fps':>7}",
+        f"{'video':<24} {'size':>11} {'frames':>7} {'fps':>7}  source",
     ]
-    lines += [f"{v.name[:24]:<24} {f'{v.width}x{v.height}':>11} {v.frames:>7} {v.fps:>7.3f}"
-              for v in head.videos]
+    lines += [f"{v.name[:24]:<24} {f'{v.width}x{v.height}':>11} {v.frames:>7} {v.fps:>7.3f}  "
+              f"{_source(v)}" for v in head.videos]
     if "inpainting" in container.header:
         lines.append(f"inpainting: {container.header['inpainting']}")
     if tensors:

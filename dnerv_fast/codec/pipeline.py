@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, BinaryIO, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from dnerv_fast.atomic import (atomic_dir, check_file_output, check_folder_output,
-                               check_replaceable)
+from dnerv_fast.atomic import (atomic_dir, atomic_path, check_file_output,
+                               check_folder_output, check_replaceable)
 from dnerv_fast.codec.bitstream import (FORMAT_VERSION, Container, bits_per_pixel,
                                         read_container, section_sizes, write_container)
 from dnerv_fast.errors import (CodecError, Interrupted, OutputExistsError,
@@ -22,7 +23,7 @@ from dnerv_fast.codec.quantize import check_bits, check_prune
 from dnerv_fast.codec.names import safe_names
 from dnerv_fast.codec.qat import qat_phase
 from dnerv_fast.codec.rate import RatePlan, plan
-from dnerv_fast.codec.render import RENDER_CHUNK, render_video
+from dnerv_fast.codec.render import RENDER_CHUNK, render_range, render_video
 from dnerv_fast.codec.summary import EncodeSummary, measure as measure_summary
 from dnerv_fast.codec.weight_report import WeightsSummary
 from dnerv_fast.codec.weights import (dequantize_state_dict, model_shapes, pack_weights,
@@ -38,7 +39,12 @@ from dnerv_fast.train.masks import MaskSource, fill_holes, video_holes
 from dnerv_fast.options import EncodeSettings, build, docstring
 from dnerv_fast.train.recipe import Recipe, choose as choose_recipe
 from dnerv_fast.train.trainer import LatePhase, TrainSettings, train
-from dnerv_fast.media.video_io import Video, png_names, read_video, write_video
+from dnerv_fast.media.output import FORMATS, SUFFIXES, FrameWriter, YuvTarget, depth_for
+from dnerv_fast.media.planar import SourceOptions, to_rgb8
+from dnerv_fast.media.video_io import Video, png_names, read_video
+from dnerv_fast.media.yuv import Crop
+
+RGB_SOURCE = {"bit_depth": 8, "chroma": "rgb"}   # the header's record of an RGB source
 
 
 @dataclass
@@ -63,23 +69,74 @@ class Encoded:
     def bpp(self) -> float:
         return bits_per_pixel(self.file_bytes, self.total_pixels)
 
-    def render(self, index: int, progress: bool = False) -> np.ndarray:
-        return render_video(self.model, self.videos, index, progress=progress)
+    def render(self, index: int, progress: bool = False, depth: int = 8) -> np.ndarray:
+        """Every frame of video ``index``, [N, H, W, 3] uint8 (``depth`` 16: uint16 RGB,
+        value / 65535, what deeper-than-8-bit output is made from)."""
+        return render_video(self.model, self.videos, index, progress=progress, depth=depth)
+
+    def index_of(self, video: int | str) -> int:
+        """The index of a video given by index or by name."""
+        names = [v.name for v in self.videos]
+        if isinstance(video, str):
+            if video not in names:
+                raise UsageError(f"no video named {video!r} in the file (it holds "
+                                 f"{', '.join(map(repr, names[:10]))})")
+            return names.index(video)
+        if isinstance(video, bool) or not isinstance(video, int) or \
+                not 0 <= video < len(names):
+            raise UsageError(f"video must be a name or an index in 0..{len(names) - 1}, "
+                             f"got {video!r}")
+        return video
+
+    def frame_range(self, video: int | str, start: int = 0, stop: int | None = None
+                    ) -> tuple[int, int, int]:
+        """(index, start, stop) of a frame range of a video, checked; ``stop`` None is the
+        end, negative values count from the end as in Python slices."""
+        index = self.index_of(video)
+        n = self.videos[index].length
+        lo, hi, step = slice(start, stop).indices(n)
+        if hi <= lo:
+            raise UsageError(f"frames {start}:{'' if stop is None else stop} select nothing "
+                             f"of the {n} frames of '{self.videos[index].name}'")
+        return index, lo, hi
+
+    def stream(self, video: int | str, start: int = 0, stop: int | None = None,
+               depth: int = 8, progress: bool = False) -> Iterator[np.ndarray]:
+        """Frames ``start:stop`` of ``video`` in arrays [n, H, W, 3], a group of clips at a
+        time (:func:`.render.render_range`): memory does not grow with the range."""
+        index, lo, hi = self.frame_range(video, start, stop)
+        return render_range(self.model, self.videos, index, lo, hi, depth, progress=progress)
+
+    def frames(self, video: int | str, start: int = 0, stop: int | None = None,
+               depth: int = 8) -> Iterator[np.ndarray]:
+        """Frames ``start:stop`` of ``video`` (a name or an index), one [H, W, 3] RGB array
+        (uint8; ``depth`` 16: uint16, value / 65535) at a time. Only the clips covering the
+        range are decoded, and the frames are bit-identical to the same frames of a full
+        decode."""
+        for group in self.stream(video, start, stop, depth):
+            yield from group
 
 
-def read_sources(paths: Sequence[str | os.PathLike], max_frames: int | None = None) -> list[Video]:
+def read_sources(paths: Sequence[str | os.PathLike], max_frames: int | None = None,
+                 source: SourceOptions | None = None) -> list[Video]:
+    """The videos at ``paths``, laid out and cropped by ``source`` (:mod:`.media.planar`;
+    a YUV source is cropped in its planes, others after reading)."""
     if not paths:
         raise CodecError("no input videos given")
-    videos = [read_video(p, max_frames=max_frames) for p in paths]
+    videos = [read_video(p, max_frames=max_frames, options=source) for p in paths]
+    crop = Crop.parse(source.crop) if source is not None and source.crop else None
     for v, n in zip(videos, safe_names([v.name for v in videos])):
         v.name = n
+        if crop is not None and v.source is None:
+            crop.check(v.width, v.height, n)
+            v.frames = np.ascontiguousarray(crop.rgb(v.frames))
     return videos
 
 
 def _entries(videos: Sequence[Video]) -> list[dict[str, Any]]:
-    """The header's description of each video."""
+    """The header's description of each video, with its source's depth and chroma format."""
     return [{"name": v.name, "height": v.height, "width": v.width, "frames": v.num_frames,
-             "fps": v.fps} for v in videos]
+             "fps": v.fps, **(v.source.describe() if v.source else RGB_SOURCE)} for v in videos]
 
 
 def _header(config: ModelConfig, entries: list[dict[str, Any]], codec: str, quality: int,
@@ -242,7 +299,8 @@ def _write_file(job: _EncodeJob, container: Container, overwrite: bool) -> int:
 def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike,
            settings: EncodeSettings | None = None, *, masks: MaskSource | None = None,
            overwrite: bool = False, progress: bool = True, device: str = "auto",
-           measure: bool = False, **options: Any) -> Encoded:
+           measure: bool = False, source: SourceOptions | None = None,
+           **options: Any) -> Encoded:
     """Train one D-NeRV on ``videos`` and write everything needed to decode them to ``out_path``.
 
     ``videos``: video files (anything PyAV reads) or folders of frames; ``out_path``: the
@@ -268,6 +326,10 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike,
     keyframes and targets are the frames with their holes filled, the loss sees visible
     pixels only, and box mask settings are stored in the header. ``overwrite`` replaces an
     existing output; ``progress`` shows progress.
+    ``source`` reads raw ``.yuv`` files (size, pixel format, fps where their names do not
+    say), sets the YUV matrix and range, and crops every video before tiling
+    (:class:`~dnerv_fast.media.planar.SourceOptions`); YUV sources are trained against
+    their full precision and recorded in the header with their depth and chroma format.
     ``measure`` decodes the written model on the real frames for ``psnr`` (after
     quantisation) and the raw RGB size, and finds x264's size at that PSNR
     (:mod:`.summary`; the command line always measures, the API on request).
@@ -288,7 +350,7 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike,
     s = job.settings
     with session(device) as dist:
         progress = progress and dist.is_main
-        sources = read_sources(videos, s.max_frames)
+        sources = read_sources(videos, s.max_frames, source)
         inputs, holes = _fill_holes(sources, masks)
         prepared, config, quality, rate_plan = _prepare_inputs(job, inputs, holes, masks, dist,
                                                                progress)
@@ -311,13 +373,14 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike,
         # Phase 6: the written model measured against the real frames.
         layout = read_layout(container.weights, {k: q.shape for k, q in qsd.items()}, s.bits)
         encoded.summary = measure_summary([encoded.render(i) for i in range(len(prepared))],
-                                          [v.frames for v in sources], [v.fps for v in sources],
+                                          [to_rgb8(v.frames) for v in sources], [v.fps for v in sources],
                                           size_bytes, weights=WeightsSummary.of(layout))
     if dist.is_main:
         # Phase 7: the file judged, measured or not (codec.guard); warns when it is useless.
         encoded.verdict = check_output(
             None if encoded.summary else [encoded.render(i) for i in range(len(prepared))],
-            [v.frames for v in sources], [v.fps for v in sources], size_bytes, epochs=s.epochs,
+            [to_rgb8(v.frames) for v in sources], [v.fps for v in sources], size_bytes,
+            epochs=s.epochs,
             recipe=recipe, summary=encoded.summary)
         warn_if_useless(encoded.verdict)
     return encoded
@@ -342,7 +405,7 @@ def load(path: str | os.PathLike) -> Encoded:
     the header gives.
     """
     container = read_container(path)
-    head = parse_header(container.header, version=FORMAT_VERSION,
+    head = parse_header(container.header, version=container.version,
                         keyframes=len(container.keyframes), clips_per_pass=RENDER_CHUNK)
     config = head.config
     shapes = model_shapes(config, head.parameters)
@@ -359,34 +422,105 @@ def load(path: str | os.PathLike) -> Encoded:
     return Encoded(model, videos, head.raw, Path(path).stat().st_size, section_sizes(container))
 
 
+def parse_frames(text: str | None) -> tuple[int, int | None]:
+    """``"A:B"`` (either end may be left out, negative counts from the end) -> (A, B)."""
+    if text is None:
+        return 0, None
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return (int(parts[0]) if parts[0].strip() else 0,
+                int(parts[1]) if parts[1].strip() else None)
+    except ValueError:
+        raise UsageError(f"a frame range is START:STOP (e.g. 0:64, 100:, -8:), got "
+                         f"{text!r}") from None
+
+
+def _output_format(out: str, fmt: str | None) -> tuple[str, bool]:
+    """(format, one file?) of a decode output: ``-`` is Y4M on standard output, a name
+    ending in .mp4/.yuv/.y4m one file of that format, anything else a folder."""
+    single = "y4m" if out == "-" else SUFFIXES.get(Path(out).suffix.lower())
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"unknown output format '{fmt}' (use {', '.join(FORMATS)})")
+    if single is not None:
+        # mp4 is the folder default (DecodeSettings): a file's extension wins over it.
+        if fmt not in (None, "mp4", single):
+            raise UsageError(f"output '{out}' is {single} but the format asked for is {fmt}")
+        return single, True
+    return fmt or "mp4", False
+
+
+def _write(encoded: Encoded, index: int, writer_target: Path | BinaryIO, fmt: str,
+           start: int, stop: int | None, progress: bool) -> None:
+    """Stream frames ``start:stop`` of video ``index`` into one output."""
+    v = encoded.videos[index]
+    _, lo, hi = encoded.frame_range(index, start, stop)
+    writer = FrameWriter(fmt, writer_target, v.width, v.height, v.fps, hi - lo,
+                         YuvTarget.of(encoded.header["videos"][index]))
+    for frames in encoded.stream(index, lo, hi, depth_for(fmt), progress):
+        writer.write(frames)
+    writer.close()
+
+
 def decode(path: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: str = "mp4",
            overwrite: bool = False, progress: bool = True, device: str = "auto",
-           dtype: str = "fp32") -> list[Path]:
-    """Decode every video of a .dnerv file into ``out_dir`` (``NAME.mp4`` or ``NAME/`` PNGs).
+           dtype: str = "fp32", videos: Sequence[str] | None = None,
+           frames: str | tuple[int, int | None] | None = None) -> list[Path]:
+    """Decode videos of a .dnerv file, clip group by clip group: memory does not grow with
+    a video's length.
 
-    mp4 output is lossless (see :mod:`dnerv_fast.media.video_io`). Names stored in the file become
+    ``out_dir``: a folder (each video as ``NAME.mp4``, ``NAME.yuv``, ``NAME.y4m`` or
+    ``NAME/`` PNGs by ``fmt``, default mp4), or one file whose extension (.mp4, .yuv,
+    .y4m) gives the format, or ``"-"`` for Y4M on standard output; a file or ``-`` takes
+    one video (``videos`` names it when the file holds several). mp4 is lossless RGB; .yuv
+    and .y4m are the source's YUV layout, 10-bit when it was (an RGB source: 8-bit 4:4:4,
+    BT.709, full range; :mod:`dnerv_fast.media.output`). ``videos`` selects videos by name;
+    ``frames`` (``"A:B"`` or (A, B)) decodes only the clips covering those frames, which
+    are bit-identical to the same frames of a whole decode. Names stored in the file become
     safe file names (:mod:`.names`). A new folder appears only when every video is written;
     with ``overwrite`` an existing folder gains the decoded videos and keeps its other files
-    (:func:`~dnerv_fast.atomic.atomic_dir`). ``device`` (``auto``, ``cpu``, ``cuda``) and ``dtype`` (``fp32``,
-    ``bf16``, ``fp16``) choose where and in what precision the network runs; only fp32 gives
-    the frames the encoder measured, half precision stays within a few hundredths of a dB.
+    (:func:`~dnerv_fast.atomic.atomic_dir`). ``device`` (``auto``, ``cpu``, ``cuda``) and
+    ``dtype`` (``fp32``, ``bf16``, ``fp16``) choose where and in what precision the network
+    runs; only fp32 gives the frames the encoder measured, half precision stays within a few
+    hundredths of a dB.
     """
-    if fmt not in ("mp4", "png"):
-        raise CodecError(f"unknown output format '{fmt}' (use mp4 or png)")
+    out = str(out_dir)
+    fmt, single = _output_format(out, fmt)
+    start, stop = parse_frames(frames) if not isinstance(frames, tuple) else frames
     try:
         torch_dtype = parse_dtype(dtype)
     except ValueError as e:
         raise CodecError(str(e)) from e
     target = resolve_device(device)
-    check_folder_output(out_dir, overwrite)
+    if single and out != "-":
+        check_file_output(out, overwrite)
+    elif not single:
+        check_folder_output(out_dir, overwrite)
     encoded = load(path)
+    chosen = [encoded.index_of(v) for v in videos] if videos else range(len(encoded.videos))
+    if single and len(chosen) != 1:
+        raise UsageError(f"'{out}' takes one video but the file holds {len(chosen)}; name one "
+                         f"(--video NAME)")
+    for i in chosen:
+        encoded.frame_range(i, start, stop)       # every range checked before any work
     encoded.model.to(target, torch_dtype)
+    if single:
+        if out == "-":
+            _write(encoded, chosen[0], sys.stdout.buffer, fmt, start, stop, progress)
+            return []
+        with atomic_path(out, overwrite) as tmp:
+            _write(encoded, chosen[0], tmp, fmt, start, stop, progress)
+        return [Path(out)]
     names = safe_names([v.name for v in encoded.videos])
-    entries = {f"{n}.mp4" if fmt == "mp4" else n: None if fmt == "mp4" else png_names(v.length)
-               for n, v in zip(names, encoded.videos)}
+    entries = {}
+    for i in chosen:
+        count = len(range(*encoded.frame_range(i, start, stop)[1:]))
+        entries[names[i] if fmt == "png" else f"{names[i]}.{fmt}"] = \
+            png_names(count) if fmt == "png" else None
     if overwrite:
         check_replaceable(Path(out_dir), entries)
     with atomic_dir(out_dir, overwrite) as tmp:
-        for i, (entry, v) in enumerate(zip(entries, encoded.videos)):
-            write_video(encoded.render(i, progress), tmp / entry, v.fps, fmt)
+        for i, entry in zip(chosen, entries):
+            _write(encoded, i, tmp / entry, fmt, start, stop, progress)
     return [Path(out_dir) / entry for entry in entries]

@@ -13,10 +13,16 @@ from typing import Sequence
 
 from dnerv_fast.atomic import (atomic_dir, atomic_path, check_folder_output, check_output,
                                write_bytes_atomic)
-from dnerv_fast.codec.evaluate import REGION_METHODS, Row, join_variants
+from dnerv_fast.codec.evaluate import METRICS, REGION_METHODS, Row, join_variants
 from dnerv_fast.metrics import MS_SSIM_MIN_SIDE, MS_SSIM_PADDED
 
 COLUMNS = [f.name for f in dataclasses.fields(Row)]
+# CSV headers: the Row field names, PSNR-RGB named as such.
+YUV_FIELDS = METRICS[2:]
+CSV_HEADERS = ["psnr_rgb" if c == "psnr" else c for c in COLUMNS]
+YUV_NOTE = ("PSNR-RGB: RGB, or a YUV source's planes converted by its matrix/range (colour); "
+            "PSNR-YUV: (4 Y + U + V) / 6 as CompressAI; the CSV and JSON also give Cool-chic's "
+            "(MSE 4:1:1) and DCVC's ((6 Y + U + V) / 8)")
 PADDED_NOTE = (f"{MS_SSIM_PADDED}: frames under {MS_SSIM_MIN_SIDE} px a side are mirrored up "
                f"to {MS_SSIM_MIN_SIDE} px before pytorch-msssim's MS-SSIM (see dnerv_fast.metrics)")
 
@@ -30,12 +36,16 @@ def format_table(rows: Sequence[Row]) -> str:
     if len({r.video for r in rows if r.video != "ALL"}) == 1:
         own = {(r.method, r.setting) for r in rows if r.video != "ALL"}
         rows = [r for r in rows if r.video != "ALL" or (r.method, r.setting) not in own]
-    head = (f"{'method':<8} {'setting':<34} {'video':<20} {'frames':>6} {'bpp':>9} {'PSNR':>7} "
-            f"{'MS-SSIM':>8} {'variant':<15}")
+    head = (f"{'method':<8} {'setting':<34} {'video':<20} {'frames':>6} {'bpp':>9} "
+            f"{'PSNR-RGB':>8} {'PSNR-Y':>7} {'PSNR-U':>7} {'PSNR-V':>7} {'PSNR-YUV':>8} "
+            f"{'colour':<22} {'MS-SSIM':>8} {'variant':<15}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.method:<8} {r.setting:<34} {r.video[:20]:<20} {r.frames:>6} "
-                     f"{r.bpp:>9.5f} {r.psnr:>7.3f} {r.ms_ssim:>8.5f} {r.ms_ssim_variant or '-'}")
+                     f"{r.bpp:>9.5f} {r.psnr:>8.3f} {r.psnr_y:>7.3f} {r.psnr_u:>7.3f} "
+                     f"{r.psnr_v:>7.3f} {r.psnr_yuv:>8.3f} {r.colour or '-':<22} "
+                     f"{r.ms_ssim:>8.5f} {r.ms_ssim_variant or '-'}")
+    lines.append(YUV_NOTE)
     if any(MS_SSIM_PADDED in r.ms_ssim_variant for r in rows):
         lines.append(PADDED_NOTE)
     return "\n".join(lines)
@@ -45,7 +55,7 @@ def write_csv(rows: Sequence[Row], path: str | os.PathLike, overwrite: bool = Fa
     with atomic_path(path, overwrite) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(COLUMNS)
+            writer.writerow(CSV_HEADERS)
             for r in rows:
                 writer.writerow([getattr(r, c) for c in COLUMNS])
 
@@ -61,20 +71,24 @@ def _curves(rows: Sequence[Row]) -> dict[str, list[Row]]:
 
 
 def write_plot(rows: Sequence[Row], path: str | os.PathLike, overwrite: bool = False) -> None:
-    """PSNR and MS-SSIM against bpp for the overall (``ALL``) rows of every codec."""
+    """PSNR-RGB, PSNR-YUV and MS-SSIM against bpp for the overall (``ALL``) rows of every
+    codec."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     curves = _curves(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for method, pts in curves.items():
         style = "o-" if len(pts) > 1 else "*"
-        for ax, metric in zip(axes, ("psnr", "ms_ssim")):
+        for ax, metric in zip(axes, ("psnr", "psnr_yuv", "ms_ssim")):
             ax.plot([r.bpp for r in pts], [getattr(r, metric) for r in pts], style,
                     label=method, markersize=10 if style == "*" else 5)
     variant = join_variants(r.ms_ssim_variant for pts in curves.values() for r in pts)
-    for ax, label in zip(axes, ("PSNR (dB, RGB)", f"MS-SSIM ({variant})")):
+    colour = join_variants(r.colour for pts in curves.values() for r in pts)
+    for ax, label in zip(axes, (f"PSNR-RGB (dB; {colour})",
+                                "PSNR-YUV (dB; (4 Y + U + V) / 6, CompressAI)",
+                                f"MS-SSIM ({variant})")):
         ax.set_xscale("log")  # neural and classical points can lie decades apart
         ax.set_xlabel("bits per pixel (log scale)")
         ax.set_ylabel(label)
@@ -98,20 +112,28 @@ def _finite(value: float) -> float | None:
 
 def compressai_results(rows: Sequence[Row]) -> dict[str, dict]:
     """One CompressAI results object per codec, by method: ``name``, ``description``,
-    ``ms-ssim-variant`` and ``results`` (``bpp``, ``psnr-rgb``, ``ms-ssim-rgb``: one value
-    per point of its overall curve, by rate)."""
+    ``ms-ssim-variant``, ``colour`` and ``results`` (``bpp``, ``psnr-rgb``, ``ms-ssim-rgb``,
+    ``psnr-y``, ``psnr-u``, ``psnr-v``, ``psnr-yuv`` ((4 Y + U + V) / 6, as CompressAI),
+    ``psnr-yuv-mse411`` (Cool-chic), ``psnr-yuv-611`` (DCVC): one value per point of its
+    overall curve, by rate)."""
     out = {}
     for method, pts in _curves(rows).items():
         variant = join_variants(r.ms_ssim_variant for r in pts)
+        colour = join_variants(r.colour for r in pts)
         settings = "; ".join(dict.fromkeys(r.setting for r in pts))
         out[method] = {
             "name": method,
-            "description": f"{method} ({settings}), {pts[0].frames} frames, RGB PSNR and "
-                           f"MS-SSIM ({variant}) by dnerv_fast eval",
+            "description": f"{method} ({settings}), {pts[0].frames} frames, PSNR-RGB, "
+                           f"PSNR-Y/U/V/YUV ({colour}; psnr-yuv (4Y+U+V)/6 as CompressAI, "
+                           f"psnr-yuv-mse411 Cool-chic's MSE 4:1:1, psnr-yuv-611 DCVC's "
+                           f"(6Y+U+V)/8) and MS-SSIM ({variant}) by dnerv_fast eval",
             "ms-ssim-variant": variant,
+            "colour": colour,
             "results": {"bpp": [r.bpp for r in pts],
                         "psnr-rgb": [_finite(r.psnr) for r in pts],
-                        "ms-ssim-rgb": [_finite(r.ms_ssim) for r in pts]},
+                        "ms-ssim-rgb": [_finite(r.ms_ssim) for r in pts],
+                        **{key.replace("_", "-"): [_finite(getattr(r, key)) for r in pts]
+                           for key in YUV_FIELDS}},
         }
     return out
 

@@ -40,6 +40,8 @@ from PIL import Image
 from dnerv_fast.atomic import atomic_dir, atomic_path
 from dnerv_fast.media.keyframes import PIL_DATA_ERRORS
 from dnerv_fast.errors import VideoReadError, VideoWriteError
+from dnerv_fast.media.planar import (PLANAR_SUFFIXES, PlanarSource, SourceOptions, open_planar,
+                                     rgb16_frames)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_FPS = 25.0
@@ -53,11 +55,13 @@ _OPAQUE_MODES = ("RGB", "RGBX", "L", "1", "P")
 
 @dataclass
 class Video:
-    """Decoded video: ``frames`` is uint8 [N, H, W, 3] RGB."""
+    """Decoded video: ``frames`` is uint8 [N, H, W, 3] RGB, or uint16 (value / 65535) for a
+    YUV source (``source``: the raw or Y4M file it came from, :mod:`.planar`)."""
 
     name: str
     frames: np.ndarray
     fps: float
+    source: PlanarSource | None = None
 
     @property
     def num_frames(self) -> int:
@@ -240,8 +244,9 @@ def _read_file(path: Path, max_frames: int | None) -> Video:
 
 
 def read_video(path: str | os.PathLike, max_frames: int | None = None,
-               fps: float | None = None) -> Video:
-    """Read a video file (anything PyAV decodes) or a folder of image frames.
+               fps: float | None = None, options: SourceOptions | None = None) -> Video:
+    """Read a video file (anything PyAV decodes), a raw ``.yuv`` or ``.y4m`` file
+    (:mod:`.planar`, laid out and cropped by ``options``) or a folder of image frames.
 
     A folder's frames are its image files in natural order (:func:`natural_key`), converted
     to 8-bit RGB by the rules in the module docstring. ``max_frames`` keeps only the first
@@ -254,6 +259,9 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None,
         raise VideoReadError(f"video '{p}' does not exist")
     if max_frames is not None and max_frames < 1:
         raise VideoReadError(f"max_frames must be at least 1, got {max_frames}")
+    if p.suffix.lower() in PLANAR_SUFFIXES and p.is_file():
+        source = open_planar(p, options, max_frames)
+        return Video(p.stem, rgb16_frames(source), source.fps, source)
     return _read_folder(p, fps, max_frames) if p.is_dir() else _read_file(p, max_frames)
 
 

@@ -108,8 +108,9 @@ def fill_holes(video: Video, holes: np.ndarray) -> Video:
     frames = video.frames.copy()
     for frame, hole in zip(frames, holes):
         seen = frame[~hole]
-        frame[hole] = seen.mean(axis=0).round() if len(seen) else HOLE_THRESHOLD
-    return Video(video.name, frames, video.fps)
+        gray = HOLE_THRESHOLD * (1 if frames.dtype == np.uint8 else 257)
+        frame[hole] = seen.mean(axis=0).round() if len(seen) else gray
+    return dataclasses.replace(video, frames=frames)
 
 
 def masks_from_header(header: dict[str, Any]) -> MaskSource | None:
