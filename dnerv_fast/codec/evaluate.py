@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from dnerv_fast.progress import progress_bar
 
 from dnerv_fast.codec.anchors import encode_anchor
 from dnerv_fast.errors import CodecError
@@ -147,7 +147,7 @@ def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
     holes = None if masks is None else video_holes(
         masks, [Video(r.name, f, r.fps) for r, f in zip(refs, frames)])
     per_frame, regions, bits = {}, {}, []
-    for i, v in enumerate(tqdm(encoded.videos, desc="D-NeRV", disable=not progress)):
+    for i, v in enumerate(progress_bar(encoded.videos, desc="D-NeRV", disable=not progress)):
         decoded = encoded.render(i)
         per_frame[v.name] = frame_metrics(decoded, frames[i])
         if holes is not None:
@@ -160,7 +160,7 @@ def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
     if holes is not None:
         rows += _region_rows(regions, bits, pixels, 8 * encoded.file_bytes, setting)
     jobs = [(a, c, p) for a in anchors for p in pix_fmts for c in crfs]
-    for anchor, crf, pix_fmt in tqdm(jobs, desc="anchors", disable=not progress):
+    for anchor, crf, pix_fmt in progress_bar(jobs, desc="anchors", disable=not progress):
         per_frame, total_bytes = {}, 0
         anchor_setting = f"crf {crf} {preset} {pix_fmt}"
         method = anchor if pix_fmt == "yuv444p" else f"{anchor}-420"   # one curve each

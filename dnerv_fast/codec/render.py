@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from dnerv_fast.progress import progress_bar
 
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.tiling import stitch
@@ -45,7 +45,7 @@ def render_clips(model: DNeRV, videos: list[PreparedVideo], index: int, clips: S
     refs = [(ClipRef(index, p, clip.index), offset) for p in range(video.patches)
             for clip, offset in zip(selected, offsets)]
     model.eval()
-    for i in tqdm(range(0, len(refs), chunk), desc=f"render {video.name}", disable=not progress,
+    for i in progress_bar(range(0, len(refs), chunk), desc=f"render {video.name}", disable=not progress,
                   leave=False):
         part = refs[i:i + chunk]
         batch = make_batch(videos, [ref for ref, _ in part], model.config, with_target=False)

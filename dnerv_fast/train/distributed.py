@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from tqdm import tqdm
+from dnerv_fast.progress import progress_bar
 
 from dnerv_fast.devices import resolve_device
 from dnerv_fast.errors import CodecError
@@ -63,7 +63,7 @@ class Distributed:
         """``[fn(x) for x in items]``, each process computing its :meth:`shard` (``fn`` must
         be deterministic and its results picklable)."""
         indices = range(self.rank, len(items), self.world_size)
-        mine = {i: fn(items[i]) for i in tqdm(indices, desc=desc, leave=False,
+        mine = {i: fn(items[i]) for i in progress_bar(indices, desc=desc, leave=False,
                                               disable=not (progress and self.is_main))}
         if self.enabled:
             parts: list[Any] = [None] * self.world_size
