@@ -49,7 +49,7 @@ def _default(action: argparse.Action) -> str:
 
 
 def _command(name: str, parser: argparse.ArgumentParser) -> list[str]:
-    lines = [f"## dnerv-fast {name}", "", parser.description or "", "", "```",
+    lines = [f"## dnerv-fast {name}", "", parser.description or "", "", "```text",
              parser.format_usage().strip(), "```", "",
              "| argument | default | allowed | meaning |", "|---|---|---|---|"]
     for action in parser._actions:
