@@ -15,6 +15,7 @@ def test_metadata_lives_in_pyproject_with_one_version():
     assert tool["setuptools"]["dynamic"]["version"] == {"attr": "dnerv_fast.__version__"}
     assert project["project"]["scripts"]["dnerv-fast"] == "dnerv_fast.cli:main"
     assert tool["ruff"]["lint"]["select"], "the lint rule set is stated"
+    assert "\nruff check .\n" in (ROOT / ".ci" / "run").read_text(), "CI runs the linter"
 
 
 def test_every_kernel_source_ships_as_package_data():
