@@ -70,7 +70,10 @@ class TrainSettings:
     def validate(self) -> None:
         """Raise :class:`~dnerv_fast.errors.UsageError` naming the first bad setting."""
         for name in ("epochs", "batch_size", "lr", "loss", "seed", "precision", "compile"):
-            option(EncodeSettings, name).check(getattr(self, name))
+            value = getattr(self, name)
+            if value is None:             # encode's None means "the recipe's"; here it is chosen
+                raise UsageError(f"{name} must be given")
+            option(EncodeSettings, name).check(value)
         check_int("sync_every", self.sync_every, 1, MAX_SYNC_EVERY)
         check_int("data_memory", self.data_memory, 0, 2**62)
         check_choice("data path", self.data, DATA_PATHS)
