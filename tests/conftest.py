@@ -48,7 +48,7 @@ def _tell_watchdog(message: bytes) -> None:
             _watchdog.stdin.write(message)
             _watchdog.stdin.flush()
         except OSError:  # it has gone: the tests run on without it
-            _watchdog = None
+            _stop_watchdog()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -60,8 +60,18 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
         _tell_watchdog(b"0")
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
+def _stop_watchdog() -> None:
     # Killed rather than waited for: a forked child (DataLoader worker) may still hold its stdin.
+    global _watchdog
     if _watchdog is not None:
         _watchdog.kill()
         _watchdog.wait()
+        try:
+            _watchdog.stdin.close()
+        except OSError:       # the pipe is broken: closing it only reports that
+            pass
+        _watchdog = None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _stop_watchdog()

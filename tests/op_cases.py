@@ -205,4 +205,4 @@ def assert_parity(fast: Callable[..., torch.Tensor], ref: Callable[..., torch.Te
             continue
         assert a.grad is not None, f"no gradient for input {i}"
         torch.testing.assert_close(a.grad.to(ref_dtype), b.grad, atol=tol.atol * tol.grad,
-                                   rtol=tol.rtol * tol.grad, msg=lambda m: f"gradient of input {i}: {m}")
+                                   rtol=tol.rtol * tol.grad, msg=lambda m, i=i: f"gradient of input {i}: {m}")

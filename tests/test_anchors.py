@@ -1,5 +1,4 @@
 """x264/x265 anchors: what is counted is what decodes, less the encoders' text banners."""
-import av
 import numpy as np
 import pytest
 

@@ -11,7 +11,7 @@ import torch
 
 from dnerv_fast.codec.bitstream import MAGIC
 from dnerv_fast.cli import main
-from dnerv_fast.errors import BitstreamError, CheckpointError, CodecError, OutputExistsError
+from dnerv_fast.errors import BitstreamError, CheckpointError, OutputExistsError
 from dnerv_fast.codec.pipeline import decode, encode, load
 from dnerv_fast.metrics import psnr
 from dnerv_fast.media.video_io import read_video, write_video

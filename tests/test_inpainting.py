@@ -191,10 +191,12 @@ def test_mask_video(tmp_path, capsys):
     for options, message in [(["--mask-video", str(small)], "64x32"),
                              (["--mask-boxes", "2", "--mask-video", str(mask_dir)], "either"),
                              (["--mask-box-size", "8"], "need --mask-boxes"),
-                             (["--mask-boxes", "2", "--mask-box-size", "100"], "do not fit"),
-                             (["--mask-boxes", "0"], "at least one")]:
+                             (["--mask-boxes", "2", "--mask-box-size", "100"], "do not fit")]:
         assert main(["encode", str(src), "-o", out, "--epochs", "1", *options]) == 1
         assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):                     # the parser checks bounds
+        main(["encode", str(src), "-o", out, "--epochs", "1", "--mask-boxes", "0"])
+    assert "--mask-boxes: must be an integer in 1..10000" in capsys.readouterr().err
     assert main(["eval", str(path), str(src), "--anchors", "-q"]) == 1
     assert "--mask-video" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask", "short", "small", "v.dnerv",

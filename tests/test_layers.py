@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dnerv_fast"
 
 # (layer, module prefixes); a module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("plumbing", ("errors", "validation", "options", "atomic", "allocator", "precision",
+    ("plumbing", ("errors", "validation", "options", "option_names", "progress", "atomic",
+                  "allocator", "precision",
                   "devices")),
     ("basics", ("configs", "embedding", "schedule", "tiling", "metrics")),
     ("media", ("media",)),

@@ -102,7 +102,7 @@ class Recording(HostTransport):
 def test_the_next_chunk_is_staged_while_this_one_trains():
     transport = Recording()
     seen = []
-    for buffer, chunk in stream_chunks([10, 11, 12], lambda c: lambda buf: c, transport, _Now()):
+    for _buffer, chunk in stream_chunks([10, 11, 12], lambda c: lambda buf: c, transport, _Now()):
         seen.append(chunk)
         transport._note("steps", chunk)
     assert seen == [10, 11, 12]

@@ -1,6 +1,5 @@
 """The widths a rate target scales are configuration fields; the paper's sizes are unchanged."""
 import pytest
-import torch
 
 from dnerv_fast import DNeRV, infer_config
 from dnerv_fast.configs import ModelConfig, get_config

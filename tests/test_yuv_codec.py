@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dnerv_fast.cli import main
-from dnerv_fast.codec.bitstream import Container, read_container, to_bytes
+from dnerv_fast.codec.bitstream import read_container, to_bytes
 from dnerv_fast.codec.evaluate import evaluate
 from dnerv_fast.codec.pipeline import decode, encode, load
 from dnerv_fast.media.planar import SourceOptions

@@ -25,6 +25,22 @@ class ClipDecoder(nn.Module):
         return self.model.decode_clips(embed_input, keys, start, end, backward_distance)
 
 
+class FrameIndexDecoder(nn.Module):
+    """A network of the frame index alone (the NeRV baseline), behind :class:`ClipDecoder`'s
+    forward so that the same trainer fits it: keyframes and distances are ignored.
+
+    Trained on one video made of all videos end to end, the index is the global one over
+    every video that the paper's NeRV baseline takes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, keyframes: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
+                embed_input: torch.Tensor, backward_distance: torch.Tensor) -> torch.Tensor:
+        return self.model(embed_input)
+
+
 def run_batch(model: DNeRV | nn.Module, batch: Batch) -> torch.Tensor:
     """Frames [B, 3, T, ph, pw] in [0, 1] for every clip of ``batch``.
 

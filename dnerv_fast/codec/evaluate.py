@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from dnerv_fast.progress import progress_bar
 
 from dnerv_fast.codec.anchors import encode_anchor, encode_anchor_planes
 from dnerv_fast.errors import CodecError
@@ -273,7 +273,7 @@ def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
     holes = None if masks is None else video_holes(
         masks, [dataclasses.replace(r, frames=f) for r, f in zip(refs, frames)])
     per_frame, regions, bits = {}, {}, []
-    for i, v in enumerate(tqdm(encoded.videos, desc="D-NeRV", disable=not progress)):
+    for i, v in enumerate(progress_bar(encoded.videos, desc="D-NeRV", disable=not progress)):
         per_frame[v.name], region = _dnerv_metrics(encoded, i, refs[i], frames[i],
                                                    None if holes is None else holes[i])
         if region is not None:
@@ -288,7 +288,7 @@ def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
     planar = all(r.source is not None for r in refs)
     own = join_variants(r.source.format.pix_fmt for r in refs if r.source is not None)
     jobs = [(a, c, p) for a in anchors for p in ([own] if planar else pix_fmts) for c in crfs]
-    for anchor, crf, pix_fmt in tqdm(jobs, desc="anchors", disable=not progress):
+    for anchor, crf, pix_fmt in progress_bar(jobs, desc="anchors", disable=not progress):
         per_frame, total_bytes = {}, 0
         anchor_setting = f"crf {crf} {preset} {pix_fmt}"
         method = anchor if pix_fmt in ("yuv444p", own) else f"{anchor}-420"   # one curve each

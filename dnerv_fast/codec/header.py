@@ -9,12 +9,12 @@ declare is bounded by the limits below (docs/FORMAT.md lists them). Every violat
 """
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
 
 from dnerv_fast.errors import BitstreamError
+from dnerv_fast.validation import check_int, check_number, show
 from dnerv_fast.media.keyframes import CODECS
 from dnerv_fast.codec.quantize import MAX_BITS, MIN_BITS
 from dnerv_fast.configs import ModelConfig
@@ -83,32 +83,20 @@ def keyframe_count(frames: int, clip_len: int) -> int:
 
 
 def _int(d: dict[str, Any], key: str, lo: int, hi: int, where: str = "") -> int:
-    value = d.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise BitstreamError(f"header field '{where}{key}' must be an integer in {lo}..{hi}, "
-                             f"got {_show(value)}")
-    return value
+    return check_int(f"header field '{where}{key}'", d.get(key), lo, hi, BitstreamError)
 
 
 def _number(d: dict[str, Any], key: str, lo: float, hi: float, where: str = "") -> float:
     """A finite number in (lo, hi]."""
-    value = d.get(key)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
-            not math.isfinite(value) or not lo < value <= hi:
-        raise BitstreamError(f"header field '{where}{key}' must be a number in ({lo:g}, {hi:g}], "
-                             f"got {_show(value)}")
-    return float(value)
+    return check_number(f"header field '{where}{key}'", d.get(key), lo, hi, lo_open=True,
+                        error=BitstreamError)
 
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _only(d: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(d) - allowed)
     if unknown:
-        raise BitstreamError(f"header {where} has unknown fields: {', '.join(map(_show, unknown[:5]))}")
+        raise BitstreamError(f"header {where} has unknown fields: {', '.join(map(show, unknown[:5]))}")
 
 
 def _config(raw: Any, clips_per_pass: int) -> ModelConfig:
@@ -136,7 +124,7 @@ def _choice(d: dict[str, Any], key: str, allowed: tuple, where: str) -> Any:
     value = d.get(key)
     if isinstance(value, bool) or value not in allowed:
         raise BitstreamError(f"header field '{where}{key}' must be one of "
-                             f"{', '.join(map(str, allowed))}, got {_show(value)}")
+                             f"{', '.join(map(str, allowed))}, got {show(value)}")
     return value
 
 
@@ -202,18 +190,18 @@ def parse_header(raw: dict[str, Any], *, version: int, keyframes: int,
     _only(raw, _FIELDS, "object")
     if raw.get("format") != FORMAT_NAME:
         raise BitstreamError(f"header field 'format' must be {FORMAT_NAME!r}, "
-                             f"got {_show(raw.get('format'))}")
+                             f"got {show(raw.get('format'))}")
     if raw.get("version") != version or isinstance(raw.get("version"), bool):
-        raise BitstreamError(f"header field 'version' ({_show(raw.get('version'))}) does not match "
+        raise BitstreamError(f"header field 'version' ({show(raw.get('version'))}) does not match "
                              f"the container's format version {version}")
     bits = _int(raw, "bits", MIN_BITS, MAX_BITS)
     prune = raw.get("prune")
     if isinstance(prune, bool) or not isinstance(prune, numbers.Real) or not 0 <= prune < 1:
-        raise BitstreamError(f"header field 'prune' must be a number in [0, 1), got {_show(prune)}")
+        raise BitstreamError(f"header field 'prune' must be a number in [0, 1), got {show(prune)}")
     codec = CODECS.get(raw.get("keyframe_codec")) if isinstance(raw.get("keyframe_codec"), str) else None
     if codec is None:
         raise BitstreamError(f"header field 'keyframe_codec' must be one of {', '.join(CODECS)}, "
-                             f"got {_show(raw.get('keyframe_codec'))}")
+                             f"got {show(raw.get('keyframe_codec'))}")
     quality = _int(raw, "keyframe_quality", *codec.quality_range)
     config = _config(raw.get("config"), clips_per_pass)
     parameters = _int(raw, "parameters", 1, MAX_PARAMETERS)

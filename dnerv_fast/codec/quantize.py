@@ -2,10 +2,11 @@
 
 A group of weights (one output channel, or a whole small tensor) is stored as integers
 q in 0..2^b - 1 (2^b values, 2^b - 1 steps across the range) with a float32 ``scale`` and
-an integer ``zero_point`` z; dequantisation is ``(q - z) * scale`` in float32. The group's range [min, max] is widened to include 0 and
-z = -min / scale is an integer, so 0 is exactly representable: pruned weights (and exact
-zeros) stay exactly zero. (The reference uses 2^b steps, i.e. 257 levels for 8 bits, which
-does not fit in 8 bits; here b bits hold every level.)
+an integer ``zero_point`` z; dequantisation is ``(q - z) * scale`` in float32. The group's range
+[min, max] is widened to include 0 and z = -min / scale is an integer, so 0 is exactly
+representable: pruned weights (and exact zeros) stay exactly zero. (The reference uses 2^b
+steps, i.e. 257 levels for 8 bits, which does not fit in 8 bits; here b bits hold every
+level.)
 
 Groups are output channels (dim 0) when each channel holds at least ``MIN_GROUP`` values;
 smaller tensors (biases, the temporal MLP's 8-tap rows) form one group, because a 5-byte

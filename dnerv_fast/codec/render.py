@@ -2,8 +2,8 @@
 :class:`dnerv_fast.DNeRVDataset`).
 
 Encoding and decoding render through :func:`render_range` with the same groups and
-chunking, so decoding a file (whole, by frame range, or streamed) gives bit-for-bit the frames the quantised model gives in memory right after encoding, on the
-same machine with the same fused-op backend and thread count. Float convolutions summed in
+chunking, so decoding a file (whole, by frame range, or streamed) gives bit-for-bit the
+frames the quantised model gives in memory right after encoding, on the same machine with the same fused-op backend and thread count. Float convolutions summed in
 another order (another thread count, backend, CPU, or another batch of clips around the same
 clip) can move an occasional pixel by one 8-bit level (measured: 1 value in 684k between 1
 and 2 threads).
@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from dnerv_fast.progress import progress_bar
 
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.tiling import stitch
@@ -54,7 +54,7 @@ def render_clips(model: DNeRV, videos: list[PreparedVideo], index: int, clips: S
     refs = [(ClipRef(index, p, clip.index), offset) for p in range(video.patches)
             for clip, offset in zip(selected, offsets)]
     model.eval()
-    for i in tqdm(range(0, len(refs), chunk), desc=f"render {video.name}", disable=not progress,
+    for i in progress_bar(range(0, len(refs), chunk), desc=f"render {video.name}", disable=not progress,
                   leave=False):
         part = refs[i:i + chunk]
         batch = make_batch(videos, [ref for ref, _ in part], model.config, with_target=False)
@@ -98,8 +98,8 @@ def render_range(model: DNeRV, videos: list[PreparedVideo], index: int, start: i
                          f"{video.length} frames of '{video.name}'")
     clip_len = len(video.clips[0].frames)
     groups = clip_groups(video, start, stop)
-    bar = tqdm(total=stop - start, desc=f"render {video.name}", unit="frame",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=stop - start, desc=f"render {video.name}", unit="frame",
+                       disable=not progress, leave=False)
     try:
         for group in groups:
             view = list(videos)

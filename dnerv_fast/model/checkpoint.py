@@ -84,6 +84,7 @@ def load_state_dict(model: nn.Module, source: str | os.PathLike | Mapping[str, A
                           for k in set(own) & set(state) if state[k].shape != own[k].shape),
     )
     if strict and not report.ok:
-        raise CheckpointError(f"checkpoint does not fit {type(model).__name__}({getattr(model, 'config', '')}): {report}")
+        raise CheckpointError(f"checkpoint does not fit {type(model).__name__}"
+                              f"({getattr(model, 'config', '')}): {report}")
     model.load_state_dict({k: v for k, v in state.items() if k in own and v.shape == own[k].shape}, strict=False)
     return report

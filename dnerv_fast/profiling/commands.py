@@ -15,7 +15,8 @@ def _frame_size(text: str) -> tuple[int, int] | None:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"frame size must look like 1024x1920 (HxW) or none, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"frame size must look like 1024x1920 (HxW) or none, got {text!r}") from None
     return h, w
 
 

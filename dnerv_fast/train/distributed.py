@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from tqdm import tqdm
+from dnerv_fast.progress import progress_bar
 
 from dnerv_fast.devices import resolve_device
 from dnerv_fast.errors import CodecError
@@ -63,7 +63,7 @@ class Distributed:
         """``[fn(x) for x in items]``, each process computing its :meth:`shard` (``fn`` must
         be deterministic and its results picklable)."""
         indices = range(self.rank, len(items), self.world_size)
-        mine = {i: fn(items[i]) for i in tqdm(indices, desc=desc, leave=False,
+        mine = {i: fn(items[i]) for i in progress_bar(indices, desc=desc, leave=False,
                                               disable=not (progress and self.is_main))}
         if self.enabled:
             parts: list[Any] = [None] * self.world_size
@@ -83,7 +83,7 @@ class Distributed:
         if self.is_main:
             try:
                 outcome[0] = (True, fn())
-            except Exception as e:  # re-raised below, after the others are told
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the others are told
                 error, outcome[0] = e, (False, f"{type(e).__name__}: {e}")
         if self.enabled:
             dist.broadcast_object_list(outcome, src=0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 import torch
@@ -30,6 +30,7 @@ from tqdm import tqdm
 from dnerv_fast.errors import CheckpointError, TrainingDiverged, UsageError
 from dnerv_fast.metrics import psnr
 from dnerv_fast.options import EncodeSettings, option
+from dnerv_fast.progress import progress_bar
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from dnerv_fast.clips.data import Batch, ClipRef, PreparedVideo, all_clips, make_batch
@@ -69,7 +70,10 @@ class TrainSettings:
     def validate(self) -> None:
         """Raise :class:`~dnerv_fast.errors.UsageError` naming the first bad setting."""
         for name in ("epochs", "batch_size", "lr", "loss", "seed", "precision", "compile"):
-            option(EncodeSettings, name).check(getattr(self, name))
+            value = getattr(self, name)
+            if value is None:             # encode's None means "the recipe's"; here it is chosen
+                raise UsageError(f"{name} must be given")
+            option(EncodeSettings, name).check(value)
         check_int("sync_every", self.sync_every, 1, MAX_SYNC_EVERY)
         check_int("data_memory", self.data_memory, 0, 2**62)
         check_choice("data path", self.data, DATA_PATHS)
@@ -170,10 +174,137 @@ def _host_batches(videos: list[PreparedVideo], refs: list[ClipRef], order: list[
         yield make_batch(videos, share, config), weight
 
 
-def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
+@dataclass
+class _Run:
+    """The state of one training run, shared by its phases."""
+
+    model: DNeRV
+    videos: list[PreparedVideo]
+    settings: TrainSettings
+    dist: Distributed
+    device: torch.device
+    refs: list[ClipRef]
+    steps: int                                  # per epoch
+    optimizer: torch.optim.Optimizer
+    sampler: torch.Generator                    # the clip order
+    fingerprint: dict[str, Any]
+    late: LatePhase | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    first_epoch: int = 0
+    mixed: Mixed | None = None
+    clips: Any = None                           # resident or streamed clips; None: host path
+    net: torch.nn.Module | None = None
+
+
+def _start(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
+           dist: Distributed | None, late: LatePhase | None) -> _Run:
+    """Phase 1: settings checked, optimiser and clip sampler made."""
+    settings.validate()
+    device = next(model.parameters()).device
+    dist = dist or Distributed(device=device)
+    refs = all_clips(videos)
+    optimizer = make_optimizer(model.parameters(), settings.lr, settings.precision, device)
+    sampler = torch.Generator().manual_seed(settings.seed)
+    if late is not None and not 0 < late.start < settings.epochs:
+        raise UsageError(f"the late phase must start within the epochs 1..{settings.epochs - 1}, "
+                         f"got {late.start}")
+    return _Run(model, videos, settings, dist, device, refs, -(-len(refs) // settings.batch_size),
+                optimizer, sampler, _fingerprint(model, videos, settings, late), late)
+
+
+def _restore(run: _Run, checkpoint: str | os.PathLike | None, resume: bool) -> None:
+    """Phase 2: the state of a checkpoint (``resume``) or a fresh seed, then the precision's
+    loss scaler."""
+    scaler: dict[str, Any] = {}
+    if resume:
+        if checkpoint is None:
+            raise UsageError("resuming needs a checkpoint path")
+        state = load_checkpoint(checkpoint, run.fingerprint, run.model)
+        try:
+            run.model.load_state_dict(state["model"])
+            run.optimizer.load_state_dict(state["optimizer"])
+            _check_optimizer_state(run.optimizer)
+            scaler = state.get("scaler", {})
+            set_rng_state(state["rng"])
+            run.sampler.set_state(state["sampler"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"checkpoint '{checkpoint}' is damaged: {e}") from e
+        run.first_epoch, run.history = state["epoch"], state["history"]
+    else:
+        torch.manual_seed(run.settings.seed)
+    run.mixed = Mixed(run.settings.precision, run.device)
+    try:
+        run.mixed.load_state_dict(scaler)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint '{checkpoint}' is damaged: scaler state {e}") from e
+
+
+def _place(run: _Run, decoder: torch.nn.Module | None, progress: bool) -> None:
+    """Phase 3: the data on the device (or streamed), the network wrapped and compiled."""
+    s = run.settings
+    run.clips = place_data(run.videos, run.model.config, run.device, s.data, s.data_memory)
+    net = run.dist.wrap(decoder if decoder is not None else ClipDecoder(run.model))
+    run.net = torch.compile(net) if s.compile else net
+    if progress and isinstance(run.clips, StreamedClips):
+        tqdm.write(run.clips.describe())
+
+
+def _epoch(run: _Run, epoch: int, bar: Any) -> list[float]:
+    """Phase 4, once per epoch: every step of one pass over the clips. Returns the epoch's
+    sums [loss * frames, PSNR, frames]."""
+    s, dist = run.settings, run.dist
+    order = torch.randperm(len(run.refs), generator=run.sampler).tolist()
+    bar.set_description(f"epoch {epoch + 1}/{s.epochs}")
+    batches = run.clips.epoch(order, s.batch_size, dist.rank, dist.world_size) \
+        if run.clips is not None else \
+        _host_batches(run.videos, run.refs, order, s.batch_size, run.model.config, dist)
+    totals = torch.zeros(3, dtype=torch.float64, device=run.device)  # loss*frames, PSNR, frames
+    window: list[torch.Tensor] = []        # losses of the steps since the last sync
+    sums: list[float] = [0.0, 0.0, 0.0]
+    for step, (batch, weight) in enumerate(batches):
+        lr = learning_rate((epoch + step / run.steps) / s.epochs, s.lr, s.warmup)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        loss, done = _step(run.net, batch, s.loss, weight, dist, run.mixed)
+        run.mixed.step(loss, run.optimizer)
+        window.append(done[0])
+        totals += done[1:]
+        if len(window) == s.sync_every or step + 1 == run.steps:
+            losses, sums = _sync(window, totals)
+            _check_finite(losses, epoch, step + 1 - len(losses), s.lr)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", patch_psnr=f"{sums[1] / max(sums[2], 1):.2f}",
+                            lr=f"{lr:.2e}", refresh=False)
+            bar.update(len(window))
+            window = []
+    return sums
+
+
+def _end_epoch(run: _Run, epoch: int, sums: list[float], in_late_phase: bool, progress: bool,
+               checkpoint: str | os.PathLike | None, checkpoint_every: int) -> None:
+    """Phase 5, once per epoch: the epoch's figures recorded and shown, a checkpoint saved
+    when one is due (never inside the late phase)."""
+    s, late = run.settings, run.late
+    loss_sum, psnr_sum, frames = sums
+    frames = max(frames, 1)
+    run.history.append({"epoch": epoch + 1, "loss": loss_sum / frames, "psnr": psnr_sum / frames})
+    if progress:
+        seen = late.label if in_late_phase and late is not None else \
+            "float weights, before quantisation"
+        tqdm.write(f"epoch {epoch + 1}/{s.epochs}: loss {loss_sum / frames:.4f}, "
+                   f"PSNR {psnr_sum / frames:.2f} dB on the training patches ({seen})")
+    # The last checkpoint is the last epoch before the late phase, or the run's end.
+    last = epoch + 1 == (s.epochs if late is None else late.start)
+    if checkpoint is not None and run.dist.is_main and not in_late_phase and \
+            (last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0)):
+        save_checkpoint(checkpoint, run.model, run.optimizer, epoch + 1, run.fingerprint,
+                        run.sampler, run.history, run.mixed.state_dict())
+
+
+def train(model: DNeRV | torch.nn.Module, videos: list[PreparedVideo], settings: TrainSettings,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 0,
           resume: bool = False, progress: bool = True,
-          dist: Distributed | None = None, late: LatePhase | None = None) -> list[dict[str, float]]:
+          dist: Distributed | None = None, late: LatePhase | None = None,
+          decoder: torch.nn.Module | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place on every clip of every patch of ``videos``.
 
     The model stays on its device (the data goes to it once, or per batch with
@@ -182,104 +313,34 @@ def train(model: DNeRV, videos: list[PreparedVideo], settings: TrainSettings,
     process only; ``resume`` continues from it (every process reads it). ``dist`` describes
     the data-parallel processes (None: this one alone). ``late`` (:class:`LatePhase`) changes
     the model for the epochs from ``late.start`` on; those epochs are not checkpointed: the
-    last checkpoint is the one before them, so resuming runs the phase again. Returns
-    per-epoch mean loss and PSNR (over visible pixels), the same on every process.
+    last checkpoint is the one before them, so resuming runs the phase again. ``decoder``:
+    the module a batch runs through, with :class:`~dnerv_fast.clips.decoder.ClipDecoder`'s
+    forward, around ``model`` (default: that one; the NeRV baseline's is
+    :class:`~dnerv_fast.clips.decoder.FrameIndexDecoder`). Returns per-epoch mean loss and
+    PSNR (over visible pixels), the same on every process.
     """
-    settings.validate()
-    device = next(model.parameters()).device
-    dist = dist or Distributed(device=device)
-    refs = all_clips(videos)
-    config = model.config
-    steps = -(-len(refs) // settings.batch_size)
-    optimizer = make_optimizer(model.parameters(), settings.lr, settings.precision, device)
-    sampler = torch.Generator().manual_seed(settings.seed)
-    if late is not None and not 0 < late.start < settings.epochs:
-        raise UsageError(f"the late phase must start within the epochs 1..{settings.epochs - 1}, "
-                         f"got {late.start}")
-    fingerprint = _fingerprint(model, videos, settings, late)
-    history: list[dict[str, float]] = []
-    first = 0
-    scaler: dict[str, Any] = {}
-    if resume:
-        if checkpoint is None:
-            raise UsageError("resuming needs a checkpoint path")
-        state = load_checkpoint(checkpoint, fingerprint, model)
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            _check_optimizer_state(optimizer)
-            scaler = state.get("scaler", {})
-            set_rng_state(state["rng"])
-            sampler.set_state(state["sampler"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"checkpoint '{checkpoint}' is damaged: {e}") from e
-        first, history = state["epoch"], state["history"]
-    else:
-        torch.manual_seed(settings.seed)
-    mixed = Mixed(settings.precision, device)
-    try:
-        mixed.load_state_dict(scaler)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint '{checkpoint}' is damaged: scaler state {e}") from e
-    clips = place_data(videos, config, device, settings.data, settings.data_memory)
-    net = dist.wrap(ClipDecoder(model))
-    if settings.compile:
-        net = torch.compile(net)
-    progress = progress and dist.is_main
-    if progress and isinstance(clips, StreamedClips):
-        tqdm.write(clips.describe())
+    run = _start(model, videos, settings, dist, late)
+    _restore(run, checkpoint, resume)
+    progress = progress and run.dist.is_main
+    _place(run, decoder, progress)
     model.train()
     # One bar over every step left, so that its rate and ETA are those of the whole run.
-    bar = tqdm(total=(settings.epochs - first) * steps, unit="step", disable=not progress,
-               leave=False)
+    bar = progress_bar(total=(settings.epochs - run.first_epoch) * run.steps, unit="step",
+                       disable=not progress, leave=False)
     undo: Callable[[], None] | None = None
     try:
-        for epoch in range(first, settings.epochs):
+        for epoch in range(run.first_epoch, settings.epochs):
             if late is not None and undo is None and epoch >= late.start:
                 undo = late.enter(model)
-            order = torch.randperm(len(refs), generator=sampler).tolist()
-            bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
-            batches = clips.epoch(order, settings.batch_size, dist.rank, dist.world_size) \
-                if clips is not None else \
-                _host_batches(videos, refs, order, settings.batch_size, config, dist)
-            totals = torch.zeros(3, dtype=torch.float64, device=device)   # loss*frames, PSNR, frames
-            window: list[torch.Tensor] = []        # losses of the steps since the last sync
-            for step, (batch, weight) in enumerate(batches):
-                lr = learning_rate((epoch + step / steps) / settings.epochs, settings.lr,
-                                   settings.warmup)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                loss, done = _step(net, batch, settings.loss, weight, dist, mixed)
-                mixed.step(loss, optimizer)
-                window.append(done[0])
-                totals += done[1:]
-                if len(window) == settings.sync_every or step + 1 == steps:
-                    losses, sums = _sync(window, totals)
-                    _check_finite(losses, epoch, step + 1 - len(losses), settings.lr)
-                    bar.set_postfix(loss=f"{losses[-1]:.4f}",
-                                    patch_psnr=f"{sums[1] / max(sums[2], 1):.2f}",
-                                    lr=f"{lr:.2e}", refresh=False)
-                    bar.update(len(window))
-                    window = []
-            loss_sum, psnr_sum, frames = sums
-            frames = max(frames, 1)
-            history.append({"epoch": epoch + 1, "loss": loss_sum / frames, "psnr": psnr_sum / frames})
-            if progress:
-                seen = late.label if undo is not None else "float weights, before quantisation"
-                tqdm.write(f"epoch {epoch + 1}/{settings.epochs}: loss {loss_sum / frames:.4f}, "
-                           f"PSNR {psnr_sum / frames:.2f} dB on the training patches ({seen})")
-            # The last checkpoint is the last epoch before the late phase, or the run's end.
-            last = epoch + 1 == (settings.epochs if late is None else late.start)
-            if checkpoint is not None and dist.is_main and undo is None and \
-                    (last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0)):
-                save_checkpoint(checkpoint, model, optimizer, epoch + 1, fingerprint, sampler,
-                                history, mixed.state_dict())
+            sums = _epoch(run, epoch, bar)
+            _end_epoch(run, epoch, sums, undo is not None, progress, checkpoint,
+                       checkpoint_every)
     finally:
         if undo is not None:
             undo()
     bar.close()
     model.eval()
-    return history
+    return run.history
 
 
 def _sync(window: list[torch.Tensor], totals: torch.Tensor) -> tuple[list[float], list[float]]:
