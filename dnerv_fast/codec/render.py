@@ -3,10 +3,10 @@
 
 Encoding and decoding render through :func:`render_range` with the same groups and
 chunking, so decoding a file (whole, by frame range, or streamed) gives bit-for-bit the
-frames the quantised model gives in memory right after encoding, on the same machine with the same fused-op backend and thread count. Float convolutions summed in
-another order (another thread count, backend, CPU, or another batch of clips around the same
-clip) can move an occasional pixel by one 8-bit level (measured: 1 value in 684k between 1
-and 2 threads).
+frames the quantised model gives in memory right after encoding, on the same machine with
+the same fused-op backend and thread count. Float convolutions summed in another order
+(another thread count, backend, CPU, or another batch of clips around the same clip) can
+move an occasional pixel by one 8-bit level.
 """
 from __future__ import annotations
 
