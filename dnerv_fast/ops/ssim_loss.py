@@ -230,6 +230,9 @@ def _supported(name: str, out, ref, visible) -> bool:
     reasons = LOSS_BACKENDS[name].capabilities.not_supported_reasons("ssim_loss", (out, ref))
     if ref.requires_grad:
         reasons.append("a gradient with respect to the target")
+    limits = getattr(load_loss_backend(name), "limits", None)
+    if limits is not None:
+        reasons += limits(out)
     if reasons:
         reason = "; ".join(reasons)
         registry._warn_once(f"ssim_loss:{name}:{reason}",
