@@ -101,7 +101,9 @@ loss_forward_kernel(const T* __restrict__ x, const T* __restrict__ y, const T* _
     const int r = idx / kTileW, c = idx % kTileW;
     A s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0;
     float vm = 1.0f;
-    for (int k = 0; k < w; ++k) {
+#pragma unroll
+    for (int k = 0; k < ssim::kMaxWindow; ++k) {
+      if (k >= w) break;  // static tap indices: the taps stay in registers
       const A g = taps.g[k], xv = xs[r][c + k], yv = ys[r][c + k];
       s0 += g * xv;
       s1 += g * yv;
@@ -125,7 +127,9 @@ loss_forward_kernel(const T* __restrict__ x, const T* __restrict__ y, const T* _
     if (i >= Ho || j >= Wo) continue;
     A mx = 0, my = 0, exx = 0, eyy = 0, exy = 0;
     float vm = 1.0f;
-    for (int k = 0; k < w; ++k) {
+#pragma unroll
+    for (int k = 0; k < ssim::kMaxWindow; ++k) {
+      if (k >= w) break;  // static tap indices: the taps stay in registers
       const A g = taps.g[k];
       mx += g * hs[0][r + k][tx];
       my += g * hs[1][r + k][tx];
@@ -148,6 +152,7 @@ loss_forward_kernel(const T* __restrict__ x, const T* __restrict__ y, const T* _
   }
   const A sums[4] = {err, dis, seen, windows};
   const int64_t block = (plane * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+#pragma unroll
   for (int k = 0; k < 4; ++k) {
     const A total = block_sum(sums[k], scratch);
     if (tid == 0) partials[block * 4 + k] = total;
@@ -185,7 +190,9 @@ loss_backward_kernel(const double* __restrict__ grad_sums, const T* __restrict__
   for (int idx = tid; idx < RH * kTileW; idx += kThreads) {
     const int r = idx / kTileW, c = idx % kTileW;
     A a = 0, b = 0, d = 0;
-    for (int k = 0; k < w; ++k) {
+#pragma unroll
+    for (int k = 0; k < ssim::kMaxWindow; ++k) {
+      if (k >= w) break;  // static tap indices: the taps stay in registers
       const A g = taps.g[k];
       a += g * ms[0][r][c + pad - k];
       b += g * ms[1][r][c + pad - k];
@@ -203,7 +210,9 @@ loss_backward_kernel(const double* __restrict__ grad_sums, const T* __restrict__
     const int64_t gr = r0 + r, gc = c0 + tx;
     if (gr >= H || gc >= W) continue;
     A a = 0, b = 0, d = 0;
-    for (int k = 0; k < w; ++k) {
+#pragma unroll
+    for (int k = 0; k < ssim::kMaxWindow; ++k) {
+      if (k >= w) break;  // static tap indices: the taps stay in registers
       const A g = taps.g[k];
       a += g * hs[0][r + pad - k][tx];
       b += g * hs[1][r + pad - k][tx];
