@@ -21,14 +21,15 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch
+from results import record
 
 from dnerv_fast import ops
-from dnerv_fast.ops import loss_reference, ssim_loss as fused
-from results import record
+from dnerv_fast.ops import loss_reference
+from dnerv_fast.ops import ssim_loss as fused
 
 pytestmark = pytest.mark.skipif("cpu" not in ops.available_backends("cpu"), reason="cpu backend not built")
 

@@ -17,11 +17,12 @@ import warnings
 
 import pytest
 import torch
+from op_cases import fresh_seed, reported_seed
 
 from dnerv_fast import ops
-from dnerv_fast.ops import loss_reference, ssim_loss as fused
+from dnerv_fast.ops import loss_reference
+from dnerv_fast.ops import ssim_loss as fused
 from dnerv_fast.train.loss import reconstruction_loss
-from op_cases import fresh_seed, reported_seed
 
 CPU_BUILT = "cpu" in ops.available_backends("cpu")
 HAS_CUDA = torch.cuda.is_available()
@@ -42,7 +43,7 @@ def _inputs(case, dtype, seed, device="cpu"):
     if masked:  # a few holes, so that some windows stay whole
         visible = (torch.rand(n, 1, h, w, generator=g) > 0.004).double()
         visible[:, :, h // 2, w // 3] = 0
-    cast = lambda t: None if t is None else t.to(device, dtype)  # noqa: E731
+    cast = lambda t: None if t is None else t.to(device, dtype)
     return cast(out).requires_grad_(), cast(ref), cast(visible)
 
 
@@ -128,9 +129,9 @@ def test_gradcheck_float64(backend, masked, power):
 @pytest.mark.skipif(not CPU_BUILT, reason="cpu backend not built")
 def test_saves_three_maps_only_for_a_gradient():
     out, ref, _ = _inputs((2, 3, 30, 27, False, 1), torch.float32, 0)
-    sums, saved = fused._fused(out.detach(), ref, None, 1, False, "cpu")
+    _, saved = fused._fused(out.detach(), ref, None, 1, False, "cpu")
     assert saved.numel() == 0
-    sums, saved = fused._fused(out.detach(), ref, None, 1, True, "cpu")
+    _, saved = fused._fused(out.detach(), ref, None, 1, True, "cpu")
     assert saved.shape == (3, 6, 20, 32) and saved.dtype == torch.float32  # Wo = 17 -> 32
 
 

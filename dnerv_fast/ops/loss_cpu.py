@@ -16,7 +16,7 @@ from ._jit import _build, cpu_march
 SOURCES = ["cpu_loss.cpp"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def extension() -> ModuleType:
     """The compiled kernels (same flags as the other CPU kernels, see ``_jit.cpu_extension``)."""
     march = cpu_march()

@@ -17,7 +17,7 @@ SOURCES = ["cuda_loss_binding.cpp", "cuda_loss.cu"]
 MAX_PLANES = 65535  # grid z: frames * channels per launch
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def extension() -> ModuleType:
     return _build("dnerv_fast_cuda_loss", SOURCES, extra_cflags=["-O3"], extra_cuda_cflags=["-O3"],
                   what="cuda loss")

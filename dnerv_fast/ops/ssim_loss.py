@@ -85,7 +85,7 @@ def load_loss_backend(name: str) -> ModuleType:
             module = importlib.import_module(LOSS_BACKENDS[name].module)
             if hasattr(module, "load"):
                 module.load()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not available here"
+        except Exception as exc:
             _failed[name] = f"ssim_loss backend {name!r} is unavailable: {type(exc).__name__}: {exc}"
             _resolved.clear()
             raise registry.BackendUnavailable(_failed[name]) from exc
