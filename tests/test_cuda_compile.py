@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dnerv_fast.ops._jit import CUDA_SOURCES, source_dir
+from dnerv_fast.ops.loss_cuda import SOURCES as LOSS_CUDA_SOURCES
 
 NVCC = shutil.which("nvcc")
 ARCHS = ["-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
@@ -36,7 +37,7 @@ def _compile(src: Path, out_dir: Path) -> subprocess.CompletedProcess:
 def test_sources_listed():
     """The JIT build compiles exactly the .cu files present."""
     assert CU_FILES, "no .cu sources found"
-    assert {p.name for p in CU_FILES} == {s for s in CUDA_SOURCES if s.endswith(".cu")}
+    assert {p.name for p in CU_FILES} == {s for s in (*CUDA_SOURCES, *LOSS_CUDA_SOURCES) if s.endswith(".cu")}
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from dnerv_fast.errors import CodecError
-from dnerv_fast.metrics import ssim_map, ssim_window
+from dnerv_fast.ops.ssim_loss import ssim_loss
 
 # name: (weight of the pixel error, weight of 1 - SSIM, power of the pixel error)
 TERMS = {"uvg": (0.7, 0.3, 1), "ucf101": (1.0, 0.03, 2)}
@@ -64,11 +63,6 @@ class LossSums:
                 + ssim_weight * self.dissimilarity / windows.clamp(min=1))
 
 
-def _window_visibility(visible: torch.Tensor, window: int) -> torch.Tensor:
-    """[M, 1, H, W] 0/1 -> [M, 1, H - window + 1, W - window + 1]: 1 where a window sees no hole."""
-    return 1 - F.max_pool2d(1 - visible, window, stride=1)
-
-
 def loss_sums(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "uvg",
               visible: torch.Tensor | None = None) -> LossSums:
     """Sums of the loss terms over the unmasked frames of [B, 3, T, H, W] clips.
@@ -78,19 +72,8 @@ def loss_sums(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ki
     """
     check_loss(kind)
     out, ref = masked_frames(output, mask), masked_frames(target, mask)
-    power = TERMS[kind][2]
-    error = (out - ref).abs().pow(power)
-    local = 1 - ssim_map(out, ref)
-    if visible is None:
-        # Filled on the device: a tensor made from a host number would be a copy per step.
-        count = error.new_full((), float(error.numel()), dtype=torch.float32)
-        windows = local.new_full((), float(local.numel()), dtype=torch.float32)
-        return LossSums(kind, error.sum(), local.sum(), count, windows)
-    seen = masked_frames(visible, mask).to(out.dtype)
-    whole = _window_visibility(seen, ssim_window(*out.shape[-2:]))
-    channels = out.shape[1]
-    return LossSums(kind, (error * seen).sum(), (local * whole).sum(),
-                    seen.sum() * channels, whole.sum() * channels)
+    seen = None if visible is None else masked_frames(visible, mask)
+    return LossSums(kind, *ssim_loss(out, ref, seen, TERMS[kind][2]))
 
 
 def reconstruction_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
