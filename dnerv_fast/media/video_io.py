@@ -11,6 +11,8 @@ Image frames are read as 8-bit RGB by these rules:
 - Gray is repeated into the three channels; palettes are looked up.
 - Alpha (an alpha channel, a palette's or a PNG's transparent colour) is composited on
   black: ``round(c * a / 255)``. Opaque pixels keep their colour exactly.
+- Only PNG, JPEG, WebP, BMP and TIFF files are opened, whatever their name says
+  (:mod:`dnerv_fast.media.images`): no decoder that runs another program.
 - Other pixel modes (float, CMYK, YCbCr, Lab, ...) and animated or multi-page images are
   refused (a JPEG's extra MPO pictures, previews or depth maps, are ignored).
 - Pixels are read as stored: EXIF orientation and colour profiles are not applied.
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -38,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from dnerv_fast.atomic import atomic_dir, atomic_path
-from dnerv_fast.media.keyframes import PIL_DATA_ERRORS
+from dnerv_fast.media.images import ALLOWED_FORMATS, PIL_DATA_ERRORS, open_image
 from dnerv_fast.errors import VideoReadError, VideoWriteError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -129,15 +130,13 @@ def _open_image(path: Path) -> Iterator[Image.Image]:
     """Open an image (header only) whose declared size is within ``MAX_FRAME_PIXELS``;
     any failure in the block, decoding included, becomes a ``VideoReadError``."""
     try:
-        with warnings.catch_warnings():   # the size is checked here, against our own bound
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                _check_frame_pixels(*im.size, path)
-                if im.format != "MPO" and getattr(im, "n_frames", 1) > 1:
-                    raise VideoReadError(
-                        f"image frame '{path}' holds {im.n_frames} images (animated or "
-                        f"multi-page); a frame folder needs one image per file")
-                yield im
+        with open_image(str(path), ALLOWED_FORMATS, f"image frame '{path}'") as im:
+            _check_frame_pixels(*im.size, path)
+            if im.format != "MPO" and getattr(im, "n_frames", 1) > 1:
+                raise VideoReadError(
+                    f"image frame '{path}' holds {im.n_frames} images (animated or "
+                    f"multi-page); a frame folder needs one image per file")
+            yield im
     except Image.DecompressionBombError as e:   # Pillow's own bound, above ours by default
         raise VideoReadError(
             f"'{path}' declares frames of more than the {MAX_FRAME_PIXELS} pixels a frame "
