@@ -16,6 +16,7 @@ from typing import Any
 
 from dnerv_fast.errors import BitstreamError
 from dnerv_fast.media.keyframes import CODECS
+from dnerv_fast.codec.memory import largest_feature_map
 from dnerv_fast.codec.quantize import MAX_BITS, MIN_BITS
 from dnerv_fast.configs import ModelConfig
 
@@ -105,17 +106,11 @@ def _config(raw: Any, clips_per_pass: int) -> ModelConfig:
         config = ModelConfig.from_dict(raw)
     except (TypeError, ValueError) as e:
         raise BitstreamError(f"header holds an invalid model configuration: {e}") from e
-    ph, pw = config.patch_size
-    # Each decoder stage's output: its width at its resolution, for a whole decoding pass.
-    side, largest = 1, 0
-    for width, stride in zip(config.stage_widths()[1:], config.strides):
-        side *= stride
-        largest = max(largest, width * (ph // config.total_stride * side)
-                      * (pw // config.total_stride * side))
-    if largest * config.clip_len * clips_per_pass > MAX_FEATURE_ELEMENTS:
+    largest = largest_feature_map(config, clips_per_pass)
+    if largest > MAX_FEATURE_ELEMENTS:
         raise BitstreamError(f"header configuration needs decoder feature maps of "
-                             f"{largest * config.clip_len * clips_per_pass:,} elements, more than "
-                             f"the limit of {MAX_FEATURE_ELEMENTS:,}")
+                             f"{largest:,} elements, more than the limit of "
+                             f"{MAX_FEATURE_ELEMENTS:,}")
     return config
 
 
