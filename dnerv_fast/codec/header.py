@@ -34,9 +34,53 @@ MAX_PARAMETERS = 1 << 28
 # frames), in elements: 2^31 is 8 GiB in float32, eight times that of uvg-XL.
 MAX_FEATURE_ELEMENTS = 1 << 31
 MAX_BOXES = 4096
-_FIELDS = {"format", "version", "config", "bits", "prune", "keyframe_codec",
-           "keyframe_quality", "parameters", "videos", "inpainting"}
-_VIDEO_FIELDS = {"name", "height", "width", "frames", "fps"}
+# The fields of each object of the header, as docs/FORMAT.md gives them: name -> (JSON type,
+# required). JSON types are exact: an integer is not a float (2.0 is not 2) nor a boolean,
+# a number is an integer or a float but not a boolean. A format step adds a row here.
+INTEGER, NUMBER, STRING, ARRAY, OBJECT = "integer", "number", "string", "array", "object"
+HEADER_FIELDS: dict[str, tuple[str, bool]] = {
+    "format": (STRING, True), "version": (INTEGER, True), "config": (OBJECT, True),
+    "bits": (INTEGER, True), "prune": (NUMBER, True), "keyframe_codec": (STRING, True),
+    "keyframe_quality": (INTEGER, True), "parameters": (INTEGER, True),
+    "videos": (ARRAY, True), "inpainting": (OBJECT, False),
+}
+VIDEO_FIELDS: dict[str, tuple[str, bool]] = {
+    "name": (STRING, True), "height": (INTEGER, True), "width": (INTEGER, True),
+    "frames": (INTEGER, True), "fps": (NUMBER, True),
+}
+CONFIG_FIELDS: dict[str, tuple[str, bool]] = {
+    "fc_dim": (INTEGER, True), "stem_dim": (INTEGER, True), "strides": (ARRAY, True),
+    "patch_size": (ARRAY, True), "clip_len": (INTEGER, True), "expansion": (NUMBER, True),
+    "lower_width": (INTEGER, True), "encoder_dim": (INTEGER, True),
+    "embed_levels": (INTEGER, True), "embed_base": (NUMBER, True), "mean": (ARRAY, True),
+    "std": (ARRAY, True), "name": (STRING, True),
+}
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == INTEGER:
+        return type(value) is int
+    if kind == NUMBER:
+        return type(value) in (int, float)
+    return isinstance(value, {STRING: str, ARRAY: list, OBJECT: dict}[kind])
+
+
+def check_fields(d: dict[str, Any], table: dict[str, tuple[str, bool]], where: str) -> None:
+    """Refuse unknown fields, missing required ones and values of another JSON type
+    (``where`` prefixes field names in messages: ``"videos[0]."``)."""
+    unknown = sorted(set(d) - set(table))
+    if unknown:
+        scope = f"'{where.rstrip('.')}'" if where else "object"
+        raise BitstreamError(f"header {scope} has unknown fields: "
+                             f"{', '.join(map(_show, unknown[:5]))}")
+    for key, (kind, required) in table.items():
+        if key not in d:
+            if required:
+                raise BitstreamError(f"header field '{where}{key}' is missing (required)")
+            continue
+        if not _is(d[key], kind):
+            raise BitstreamError(f"header field '{where}{key}' must be a JSON {kind}, got "
+                                 f"{_show(d[key])}")
 
 
 @dataclass(frozen=True)
@@ -102,6 +146,7 @@ def _only(d: dict[str, Any], allowed: set[str], where: str) -> None:
 def _config(raw: Any, clips_per_pass: int) -> ModelConfig:
     if not isinstance(raw, dict):
         raise BitstreamError("header field 'config' must be an object")
+    check_fields(raw, CONFIG_FIELDS, "config.")
     try:
         config = ModelConfig.from_dict(raw)
     except (TypeError, ValueError) as e:
@@ -118,7 +163,7 @@ def _video(raw: Any, i: int, config: ModelConfig) -> VideoEntry:
     where = f"videos[{i}]."
     if not isinstance(raw, dict):
         raise BitstreamError(f"header field 'videos[{i}]' must be an object")
-    _only(raw, _VIDEO_FIELDS, f"'videos[{i}]'")
+    check_fields(raw, VIDEO_FIELDS, where)
     name = raw.get("name")
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or "\0" in name:
         raise BitstreamError(f"header field '{where}name' must be a non-empty string of at most "
@@ -156,11 +201,11 @@ def parse_header(raw: dict[str, Any], *, version: int, keyframes: int,
     """Validate a header read from a container of format ``version`` that stores
     ``keyframes`` keyframes, for a decoder that runs ``clips_per_pass`` clips at a time;
     raise :class:`BitstreamError` for the first bad field."""
-    _only(raw, _FIELDS, "object")
+    check_fields(raw, HEADER_FIELDS, "")
     if raw.get("format") != FORMAT_NAME:
         raise BitstreamError(f"header field 'format' must be {FORMAT_NAME!r}, "
                              f"got {_show(raw.get('format'))}")
-    if raw.get("version") != version or isinstance(raw.get("version"), bool):
+    if raw.get("version") != version:
         raise BitstreamError(f"header field 'version' ({_show(raw.get('version'))}) does not match "
                              f"the container's format version {version}")
     bits = _int(raw, "bits", MIN_BITS, MAX_BITS)
