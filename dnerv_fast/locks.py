@@ -61,10 +61,11 @@ def output_lock(output: str | os.PathLike) -> Iterator[Path]:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         except OSError as e:
+            folder = Path(output).parent
             if not path.parent.is_dir():
-                raise OutputPathError(f"cannot write '{output}': folder '{path.parent}' does "
+                raise OutputPathError(f"cannot write '{output}': folder '{folder}' does "
                                       f"not exist") from e
-            raise OutputPathError(f"cannot write '{output}': folder '{path.parent}' is not "
+            raise OutputPathError(f"cannot write '{output}': folder '{folder}' is not "
                                   f"writable ({e.strerror or e}: lock file '{path}')") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
