@@ -79,7 +79,7 @@ class DNeRVDataset(Dataset):
             default: a share of the available memory, :mod:`dnerv_fast.codec.memory`).
 
     Building the dataset reads and checks the whole file: the header, the weights, the
-    memory decoding needs, and every keyframe of the selected videos (each decoded once and
+    memory decoding needs, and every keyframe of the file (each decoded once and
     dropped), so a damaged file fails here with a :class:`~dnerv_fast.errors.CodecError`,
     not at the first item. Items that fail to allocate raise
     :class:`~dnerv_fast.errors.OutOfMemoryError` (a ``CodecError``).
@@ -116,6 +116,7 @@ class DNeRVDataset(Dataset):
             item = clip_len if clip_frames is None or unit == "frame" else clip_frames
             return item + clip_len * (cache_clips + 1)
         encoded = load(self.path, max_memory=max_memory, frames_at_once=frames_at_once)
+        self._frames_at_once = frames_at_once(encoded.model.config.clip_len)  # for workers
         self._check_keyframes(encoded)
         by_name = {v.name: v for v in encoded.videos}
         names = list(by_name) if videos is None else list(videos)
@@ -235,7 +236,8 @@ class DNeRVDataset(Dataset):
     def _state(self) -> _Decoder:
         """This process's decoder, rebuilt from the file in a new process (a worker)."""
         if self._decoder is None or self._decoder.pid != os.getpid():
-            encoded = load(self.path, max_memory=self.max_memory)
+            encoded = load(self.path, max_memory=self.max_memory,
+                           frames_at_once=self._frames_at_once)
             by_name = {v.name: v for v in encoded.videos}
             self._decoder = _Decoder(os.getpid(), encoded.model.to(self.device),
                                      [by_name[n] for n in self._names])
