@@ -116,7 +116,7 @@ def encode_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_memory_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-memory", metavar="SIZE", default=None,
-                   help="memory a file may need to be read, such as 12G (default: 75%% of the "
+                   help="memory a file may need to be read, such as 12G (default: 75 percent of the "
                         "available memory); a file needing more is refused before decoding")
 
 
