@@ -295,11 +295,20 @@ def test_a_damaged_keyframe_is_refused_when_the_dataset_is_built(tmp_path, base)
         DNeRVDataset(path)
 
 
+def test_a_negative_mask_seed_is_refused_from_the_command_line_and_python(tmp_path, capsys):
+    from dnerv_fast.train.masks import BoxMasks, MaskError
+    with pytest.raises(MaskError, match="seed"):
+        BoxMasks(2, 4, -1)
+    with pytest.raises(SystemExit) as info:
+        main(["encode", "x.mp4", "-o", str(tmp_path / "x.dnerv"), "--mask-boxes", "2",
+              "--mask-seed", "-1"])
+    assert info.value.code == 2
+    assert "internal" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("env, args", [({"LOCAL_RANK": "abc"}, []),
-                                       ({"WORLD_SIZE": "two"}, []),
-                                       ({}, ["--mask-boxes", "2", "--mask-seed", "-1"])])
-def test_bad_environment_and_options_end_in_one_error_line(tmp_path, monkeypatch, capsys,
-                                                           env, args):
+                                       ({"WORLD_SIZE": "two"}, [])])
+def test_bad_environment_ends_in_one_error_line(tmp_path, monkeypatch, capsys, env, args):
     from dnerv_fast.media.synthetic import moving_pattern
     from dnerv_fast.media.video_io import write_video
     monkeypatch.setattr(pipeline, "train", lambda *a, **k: pytest.fail("training started"))

@@ -61,10 +61,11 @@ def run_encode(args: argparse.Namespace) -> int:
 
 def run_decode(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.pipeline import decode
+    from dnerv_fast.printable import printable
     for path in decode(args.input, args.output, fmt=args.fmt, overwrite=args.overwrite,
                        progress=not args.quiet, device=args.device, dtype=args.dtype,
                        max_memory=args.max_memory):
-        print(f"wrote {path}")
+        print(f"wrote {printable(path)}")
     return 0
 
 
