@@ -178,9 +178,14 @@ def _stream_start(container: Container) -> int:
                        head.bits).stream_start
 
 
+# The memory budget of every decode (codec/memory.py): the same on every machine, so that a
+# case is refused or decoded alike everywhere; the valid file needs a few MB.
+DECODE_BUDGET = "512M"
+
+
 def decode_all(path: Path) -> None:
     """Load the file and render its first video (its keyframes decode then)."""
-    load(path).render(0)
+    load(path, max_memory=DECODE_BUDGET).render(0)
 
 
 def _peak_mib() -> float:

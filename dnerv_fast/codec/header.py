@@ -62,7 +62,8 @@ def _is(value: Any, kind: str) -> bool:
         return type(value) is int
     if kind == NUMBER:
         return type(value) in (int, float)
-    return isinstance(value, {STRING: str, ARRAY: list, OBJECT: dict}[kind])
+    # A tuple is an array too: JSON gives lists, a header built in memory may hold tuples.
+    return isinstance(value, {STRING: str, ARRAY: (list, tuple), OBJECT: dict}[kind])
 
 
 def check_fields(d: dict[str, Any], table: dict[str, tuple[str, bool]], where: str) -> None:

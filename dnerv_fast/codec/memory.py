@@ -10,7 +10,8 @@ or waking the OOM killer. docs/FORMAT.md states the same formula.
 
 The budget is ``max_memory`` when given (``--max-memory`` on the command line, a number of
 bytes or a size such as ``12G``), else :data:`DEFAULT_SHARE` of the memory the system reports
-available (``MemAvailable`` of /proc/meminfo; where that is unknown, no bound).
+available (``MemAvailable`` of /proc/meminfo, or what ``ulimit -v`` leaves the process if
+that is less; where neither is known, no bound).
 """
 from __future__ import annotations
 
@@ -57,8 +58,33 @@ def parse_size(value: int | float | str) -> int:
     return int(size)
 
 
+def _address_space_room() -> int | None:
+    """Bytes the address-space limit (``ulimit -v``) leaves this process, or None."""
+    try:
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return max(0, limit - int(line.split()[1]) * 1024)
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def available_memory() -> int | None:
-    """Bytes the system can give without swapping (MemAvailable), or None if unknown."""
+    """Bytes the system can give without swapping (MemAvailable), and within this process's
+    address-space limit, or None if unknown."""
+    room = _address_space_room()
+    system = _system_available()
+    if room is None or system is None:
+        return system if room is None else room
+    return min(room, system)
+
+
+def _system_available() -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
