@@ -101,9 +101,17 @@ def library_error(exc: BaseException, what: str) -> DNeRVError | None:
     text = str(exc)
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and
                                         any(s in text for s in _ALLOCATION_FAILED)):
-        first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
-        return OutOfMemoryError(f"out of memory while {what} ({first})")
+        return OutOfMemoryError(f"out of memory while {what} "
+                                f"({_telling_line(text, _ALLOCATION_FAILED, exc)})")
     if isinstance(exc, RuntimeError) and any(s in text for s in _WRITE_FAILED):
-        first = text.strip().splitlines()[0][:200]
-        return OutputPathError(f"cannot write while {what}: {first}")
+        return OutputPathError(f"cannot write while {what}: "
+                               f"{_telling_line(text, _WRITE_FAILED, exc)}")
     return None
+
+
+def _telling_line(text: str, signs: tuple[str, ...], exc: BaseException) -> str:
+    """The line of a (multi-line) library message that says what failed, shortened."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = next((x for x in lines if any(s in x for s in signs)),
+                lines[0] if lines else type(exc).__name__)
+    return line[:200]
