@@ -136,8 +136,9 @@ def _report_bug(command: str, exc: BaseException, debug: bool) -> None:
             where = f"the traceback is in {log}"
         except OSError:
             where = "run again with --debug for the traceback"
+    from .printable import printable
     print(f"dnerv-fast {command}: error: internal error (a bug in dnerv_fast "
-          f"{__version__}, please report it): {type(exc).__name__}: {exc}; {where}",
+          f"{__version__}, please report it): {type(exc).__name__}: {printable(exc)}; {where}",
           file=sys.stderr)
 
 
@@ -160,8 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every failure ends in one ``error:`` line on stderr and the exit
     status of the parser's epilog; argparse itself exits 2 on a bad command line."""
     from .allocator import keep_large_blocks_on_heap
-    from .errors import DNeRVError, Interrupted
+    from .errors import DNeRVError, Interrupted, library_error
     from .option_names import as_flags
+    from .printable import printable
     args = build_parser().parse_args(argv)
     try:
         keep_large_blocks_on_heap()
@@ -169,17 +171,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _warning_printer(args.command)
             return int(_function(args.func)(args) or 0)
     except Interrupted as exc:
-        print(f"dnerv-fast {args.command}: error: {as_flags(str(exc))}", file=sys.stderr)
+        print(f"dnerv-fast {args.command}: error: {printable(as_flags(str(exc)))}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print(f"dnerv-fast {args.command}: error: interrupted; outputs not yet complete were "
               f"not written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except DNeRVError as exc:
-        print(f"dnerv-fast {args.command}: error: {as_flags(str(exc))}", file=sys.stderr)
+        print(f"dnerv-fast {args.command}: error: {printable(as_flags(str(exc)))}", file=sys.stderr)
         return EXIT_FAILED
-    except MemoryError:
-        print(f"dnerv-fast {args.command}: error: out of memory", file=sys.stderr)
+    except (MemoryError, RuntimeError) as exc:
+        known = library_error(exc, f"running {args.command}")
+        if known is None:
+            _report_bug(args.command, exc, args.debug or os.environ.get("DNERV_FAST_DEBUG") == "1")
+            return EXIT_BUG
+        print(f"dnerv-fast {args.command}: error: {printable(as_flags(str(known)))}",
+              file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - anything else is a bug; say so in one line
         _report_bug(args.command, exc, args.debug or os.environ.get("DNERV_FAST_DEBUG") == "1")

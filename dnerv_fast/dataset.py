@@ -29,6 +29,8 @@ import torch
 from torch.utils.data import Dataset
 
 from dnerv_fast.codec.pipeline import load
+from dnerv_fast.errors import library_error
+from dnerv_fast.media.keyframes import decode_keyframe
 from dnerv_fast.codec.render import RENDER_CHUNK, render_clips
 from dnerv_fast.model.dnerv import DNeRV
 from dnerv_fast.clips.data import PreparedVideo
@@ -73,6 +75,14 @@ class DNeRVDataset(Dataset):
         chunk: patches decoded per forward pass (bounds memory on large frames).
         cache_clips: decoded model clips kept per process, most recently used first; makes
             reading frames or long clips in order cost one decode per model clip. 0 turns it off.
+        max_memory: the memory budget the file must fit (bytes, or a size such as ``"12G"``;
+            default: a share of the available memory, :mod:`dnerv_fast.codec.memory`).
+
+    Building the dataset reads and checks the whole file: the header, the weights, the
+    memory decoding needs, and every keyframe of the file (each decoded once and
+    dropped), so a damaged file fails here with a :class:`~dnerv_fast.errors.CodecError`,
+    not at the first item. Items that fail to allocate raise
+    :class:`~dnerv_fast.errors.OutOfMemoryError` (a ``CodecError``).
 
     Items are frames at the video's original size, in [0, 1] (float) or 0..255 (uint8), RGB.
     """
@@ -82,7 +92,8 @@ class DNeRVDataset(Dataset):
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                  labels: Labels | None = None,
                  transform: Callable[[torch.Tensor], Any] | None = None,
-                 chunk: int = RENDER_CHUNK, cache_clips: int = 4) -> None:
+                 chunk: int = RENDER_CHUNK, cache_clips: int = 4,
+                 max_memory: int | str | None = None) -> None:
         if unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
         if unit == "frame" and clip_frames is not None:
@@ -98,7 +109,15 @@ class DNeRVDataset(Dataset):
         self.unit, self.last, self.dtype = unit, last, dtype
         self.transform, self.chunk, self.cache_clips = transform, chunk, cache_clips
 
-        encoded = load(self.path)
+        # Decoded at once: an item's model clips and the cached ones, not whole videos.
+        self.max_memory = max_memory
+
+        def frames_at_once(clip_len: int) -> int:
+            item = clip_len if clip_frames is None or unit == "frame" else clip_frames
+            return item + clip_len * (cache_clips + 1)
+        encoded = load(self.path, max_memory=max_memory, frames_at_once=frames_at_once)
+        self._frames_at_once = frames_at_once(encoded.model.config.clip_len)  # for workers
+        self._check_keyframes(encoded)
         by_name = {v.name: v for v in encoded.videos}
         names = list(by_name) if videos is None else list(videos)
         unknown = [n for n in names if n not in by_name]
@@ -144,7 +163,23 @@ class DNeRVDataset(Dataset):
 
     # -- decoding ------------------------------------------------------------------------
 
+    def _check_keyframes(self, encoded: Any) -> None:
+        """Decode every keyframe of the file once (one at a time), so that a damaged one is
+        refused now; the decoded pictures are dropped (items decode them again)."""
+        for video in encoded.videos:
+            for data in video.key_bytes:
+                decode_keyframe(data, video.codec, (video.height, video.width))
+
     def __getitem__(self, index: int) -> Any:
+        try:
+            return self._item(index)
+        except (MemoryError, RuntimeError) as e:   # torch reports allocations as RuntimeError
+            known = library_error(e, f"decoding item {index} of '{self.path}'")
+            if known is None:
+                raise
+            raise known from e
+
+    def _item(self, index: int) -> Any:
         v, first = self._locate(index)
         count = self.clip_frames if self.unit == "clip" else 1
         frames = self._frames(v, first, count)                       # [count, 3, H, W] uint8
@@ -157,7 +192,13 @@ class DNeRVDataset(Dataset):
     def video(self, video: str | int) -> torch.Tensor:
         """All frames of a video as [3, N, H, W] (no padding, no transform, no label)."""
         v = self._video_index(video)
-        return self._convert(self._frames(v, 0, self._lengths[v]).permute(1, 0, 2, 3))
+        try:
+            return self._convert(self._frames(v, 0, self._lengths[v]).permute(1, 0, 2, 3))
+        except (MemoryError, RuntimeError) as e:
+            known = library_error(e, f"decoding video {video!r} of '{self.path}'")
+            if known is None:
+                raise
+            raise known from e
 
     def _convert(self, frames: torch.Tensor) -> torch.Tensor:
         """A new (never cached, never inference-mode) tensor of the requested dtype."""
@@ -195,7 +236,8 @@ class DNeRVDataset(Dataset):
     def _state(self) -> _Decoder:
         """This process's decoder, rebuilt from the file in a new process (a worker)."""
         if self._decoder is None or self._decoder.pid != os.getpid():
-            encoded = load(self.path)
+            encoded = load(self.path, max_memory=self.max_memory,
+                           frames_at_once=self._frames_at_once)
             by_name = {v.name: v for v in encoded.videos}
             self._decoder = _Decoder(os.getpid(), encoded.model.to(self.device),
                                      [by_name[n] for n in self._names])

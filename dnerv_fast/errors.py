@@ -70,3 +70,48 @@ class TrainingDiverged(TrainingError):
 
 class Interrupted(DNeRVError):
     """The user interrupted a command (Ctrl-C); the message says what was kept."""
+
+
+class OutputLockedError(CodecError):
+    """Another run is writing the same output; the message names its process id."""
+
+
+class MemoryBudgetError(CodecError):
+    """A file asks for more memory than the budget allows; the message says how much it asks
+    for and how to allow it."""
+
+
+class OutOfMemoryError(CodecError, MemoryError):
+    """An allocation failed (in Python, NumPy or inside torch)."""
+
+
+# How torch reports a failed allocation or write: a RuntimeError whose text says so.
+_ALLOCATION_FAILED = ("out of memory", "DefaultCPUAllocator", "can't allocate memory",
+                      "Cannot allocate memory", "std::bad_alloc")
+_WRITE_FAILED = ("file write failed", "No space left on device", "Disk quota exceeded",
+                 "PytorchStreamWriter failed")
+
+
+def library_error(exc: BaseException, what: str) -> DNeRVError | None:
+    """The package's error for a library's failure ``exc`` while doing ``what`` (an
+    allocation or a write reported as MemoryError or torch's RuntimeError), or None when
+    ``exc`` is not one of those and so remains a bug."""
+    if isinstance(exc, DNeRVError):
+        return exc
+    text = str(exc)
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and
+                                        any(s in text for s in _ALLOCATION_FAILED)):
+        return OutOfMemoryError(f"out of memory while {what} "
+                                f"({_telling_line(text, _ALLOCATION_FAILED, exc)})")
+    if isinstance(exc, RuntimeError) and any(s in text for s in _WRITE_FAILED):
+        return OutputPathError(f"cannot write while {what}: "
+                               f"{_telling_line(text, _WRITE_FAILED, exc)}")
+    return None
+
+
+def _telling_line(text: str, signs: tuple[str, ...], exc: BaseException) -> str:
+    """The line of a (multi-line) library message that says what failed, shortened."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = next((x for x in lines if any(s in x for s in signs)),
+                lines[0] if lines else type(exc).__name__)
+    return line[:200]

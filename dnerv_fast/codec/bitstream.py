@@ -15,6 +15,7 @@ length then the codec's bytes, in header order). Every byte of the file is count
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
@@ -22,7 +23,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dnerv_fast.atomic import write_bytes_atomic
 from dnerv_fast.errors import BitstreamError
@@ -119,44 +120,61 @@ def _parse_json(payload: bytes, source: str) -> dict[str, Any]:
     return header
 
 
-def from_bytes(data: bytes, source: str = "file") -> Container:
-    """Parse and verify a container; raises ``BitstreamError`` with the reason."""
-    if len(data) < len(MAGIC):
-        if MAGIC.startswith(data):
-            raise BitstreamError(f"{source} is truncated ({len(data)} bytes)")
+def _read(stream: BinaryIO, n: int, source: str) -> bytes:
+    data = stream.read(n)
+    if len(data) != n:
+        raise BitstreamError(f"{source} is truncated (it changed while it was read)")
+    return data
+
+
+def _parse(stream: BinaryIO, total: int, source: str) -> Container:
+    """Read and verify a container of ``total`` bytes from ``stream``, section by section:
+    every read is of a size the checks before it bounded by ``total``."""
+    if total < len(MAGIC):
+        if MAGIC.startswith(stream.read(total)):
+            raise BitstreamError(f"{source} is truncated ({total} bytes)")
         raise BitstreamError(f"{source} is not a .dnerv file (wrong magic bytes)")
-    if data[:len(MAGIC)] != MAGIC:
+    magic = _read(stream, len(MAGIC), source)
+    if magic != MAGIC:
         raise BitstreamError(f"{source} is not a .dnerv file (wrong magic bytes)")
-    if len(data) < _PRELUDE.size:
-        raise BitstreamError(f"{source} is truncated ({len(data)} bytes)")
-    _, version, count = _PRELUDE.unpack_from(data, 0)
+    if total < _PRELUDE.size:
+        raise BitstreamError(f"{source} is truncated ({total} bytes)")
+    prelude = magic + _read(stream, _PRELUDE.size - len(MAGIC), source)
+    _, version, count = _PRELUDE.unpack(prelude)
     if version not in READ_VERSIONS:
         older = (" (weights coded with one table, from a dnerv_fast before per-tensor coding: "
                  "encode the videos again)" if version < min(READ_VERSIONS) else "")
         raise BitstreamError(f"{source} has format version {version}{older}; this dnerv_fast "
                              f"reads versions {', '.join(map(str, READ_VERSIONS))}")
     table_end = _PRELUDE.size + count * _ENTRY.size
-    if len(data) < table_end + _CRC.size:
+    if total < table_end + _CRC.size:
         raise BitstreamError(f"{source} is truncated (ends inside the section table)")
-    entries = [_ENTRY.unpack_from(data, _PRELUDE.size + i * _ENTRY.size) for i in range(count)]
+    table = _read(stream, count * _ENTRY.size, source)
+    entries = [_ENTRY.unpack_from(table, i * _ENTRY.size) for i in range(count)]
     expected = table_end + sum(n for _, n in entries) + _CRC.size
-    if len(data) < expected:
-        raise BitstreamError(f"{source} is truncated: {len(data)} bytes, sections need {expected}")
-    if len(data) > expected:
-        raise BitstreamError(f"{source} has inconsistent section lengths: {len(data) - expected} "
+    if total < expected:
+        raise BitstreamError(f"{source} is truncated: {total} bytes, sections need {expected}")
+    if total > expected:
+        raise BitstreamError(f"{source} has inconsistent section lengths: {total - expected} "
                              f"bytes beyond the sections and checksum")
-    (stored,) = _CRC.unpack_from(data, expected - _CRC.size)
-    if zlib.crc32(data[:expected - _CRC.size]) != stored:
+    crc = zlib.crc32(table, zlib.crc32(prelude))
+    payloads = []
+    for _, n in entries:
+        payloads.append(_read(stream, n, source))
+        crc = zlib.crc32(payloads[-1], crc)
+    (stored,) = _CRC.unpack(_read(stream, _CRC.size, source))
+    if crc != stored:
         raise BitstreamError(f"{source} is corrupted (checksum mismatch)")
     tags = [t for t, _ in entries]
     if tags != list(SECTIONS):
         raise BitstreamError(f"{source} has sections {tags}, expected {list(SECTIONS)}")
-    payloads, pos = [], table_end
-    for _, n in entries:
-        payloads.append(data[pos:pos + n])
-        pos += n
     header = _parse_json(payloads[0], source)
     return Container(header, payloads[1], _unpack_keyframes(payloads[2]), version)
+
+
+def from_bytes(data: bytes, source: str = "file") -> Container:
+    """Parse and verify a container; raises ``BitstreamError`` with the reason."""
+    return _parse(io.BytesIO(data), len(data), source)
 
 
 def write_container(path: str | os.PathLike, container: Container, overwrite: bool = False) -> int:
@@ -178,10 +196,11 @@ def read_container(path: str | os.PathLike) -> Container:
             if info.st_size > MAX_FILE_BYTES:
                 raise BitstreamError(f"'{p}' is {info.st_size} bytes, more than a .dnerv file "
                                      f"may hold ({MAX_FILE_BYTES})")
-            data = f.read(MAX_FILE_BYTES + 1)
+            # Section by section, each read sized by the checks before it: never a buffer
+            # of the largest size a file may have.
+            return _parse(f, info.st_size, f"'{p}'")
     except OSError as e:
         raise BitstreamError(f"cannot read '{p}': {e.strerror or e}") from e
-    return from_bytes(data, f"'{p}'")
 
 
 def bits_per_pixel(file_bytes: int, total_pixels: int) -> float:

@@ -68,10 +68,11 @@ def run_encode(args: argparse.Namespace) -> int:
 
 def run_decode(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.pipeline import decode
+    from dnerv_fast.printable import printable
     for path in decode(args.input, args.output, fmt=args.fmt, overwrite=args.overwrite,
                        progress=not args.quiet, device=args.device, dtype=args.dtype,
-                       videos=args.video, frames=args.frames):
-        print(f"wrote {path}")
+                       videos=args.video, frames=args.frames, max_memory=args.max_memory):
+        print(f"wrote {printable(path)}")
     return 0
 
 
@@ -87,7 +88,7 @@ def run_eval(args: argparse.Namespace) -> int:
         check_json_outputs(args.json, [DNERV, *(args.anchors if args.crfs else [])], args.overwrite)
     rows = evaluate(args.input, args.videos, crfs=args.crfs, anchors=args.anchors,
                     preset=args.preset, progress=not args.quiet, masks=_masks(args),
-                    pix_fmts=args.pix_fmts, source=_source(args))
+                    pix_fmts=args.pix_fmts, source=_source(args), max_memory=args.max_memory)
     print(format_table(rows))
     # The file may hold fewer frames than a source (encode --max-frames): say what was compared.
     per_video = [r for r in rows if r.method == DNERV and r.video != "ALL"]
@@ -143,6 +144,12 @@ def encode_arguments(p: argparse.ArgumentParser) -> None:
                          "are stored in the file.")
 
 
+def _add_memory_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-memory", metavar="SIZE", default=None,
+                   help="memory a file may need to be read, such as 12G (default: 75 percent of the "
+                        "available memory); a file needing more is refused before decoding")
+
+
 def decode_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Decode to OUT/NAME.mp4 (lossless RGB x264), OUT/NAME.yuv or .y4m (the "
                      "source's YUV layout and bit depth) or OUT/NAME/ PNGs, at the original "
@@ -159,6 +166,7 @@ def decode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", metavar="A:B",
                    help="decode only frames A..B-1 (Python slice; only the clips covering "
                         "them run; bit-identical to the same frames of a whole decode)")
+    _add_memory_option(p)
 
 
 def eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -174,6 +182,7 @@ def eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="write DIR/dnerv.json, DIR/x264.json, DIR/x265.json: each codec's "
                         "overall points in CompressAI's results format (name, description, "
                         "results: bpp, psnr-rgb, ms-ssim-rgb), for compressai.utils.plot")
+    _add_memory_option(p)
     _add_mask_options(p, "Also report PSNR inside the holes and outside them. Without these "
                          "options, the box masks stored in the file are used; a file trained "
                          "with mask videos needs --mask-video again.")
@@ -188,9 +197,11 @@ def info_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensors", action="store_true",
                    help="with FILE: also every weight tensor's storage mode, bytes and bits "
                         "per parameter (decodes the weights)")
+    _add_memory_option(p)
 
 
 def run_info(args: argparse.Namespace) -> int:
     from dnerv_fast.codec.inspect import configurations_table, describe_file
-    print(describe_file(args.file, args.tensors) if args.file else configurations_table())
+    print(describe_file(args.file, args.tensors, max_memory=args.max_memory) if args.file
+          else configurations_table())
     return 0

@@ -97,6 +97,12 @@ class Table:
     def nbytes(self) -> int:
         return TABLE_HEAD_BYTES + int(self.codes.size)
 
+    def least_bits(self) -> float:
+        """The fewest bits any symbol costs under this table (its likeliest symbol's), less
+        5% for the coder's fixed-point rounding: a bound no valid stream goes below."""
+        freq = self.freq
+        return 0.95 * float(-np.log2(freq.max() / freq.sum())) if self.used > 1 else 0.0
+
     def to_bytes(self) -> bytes:
         return _TABLE_HEAD.pack(self.lo, self.codes.size) + self.codes.astype(np.uint8).tobytes()
 
@@ -176,6 +182,11 @@ def decode_stream(data: bytes, pos: int, parts: Sequence[tuple[Table, int]]
     if pos + 4 * words != len(data):
         raise BitstreamError(f"weights section's rANS stream declares {words} words; "
                              f"{len(data) - pos} bytes follow")
+    least = sum(count * table.least_bits() for table, count in parts if table.used > 1)
+    if 32 * words + 64 < least:
+        raise BitstreamError(f"weights section's rANS stream has {words} words; its symbols "
+                             f"need at least {math.ceil(least / 32)} (a stream too short to "
+                             f"hold them is not decoded)")
     try:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4", words, pos)
                                                    .astype(np.uint32))

@@ -231,7 +231,8 @@ def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
              preset: str = "medium", progress: bool = True,
              masks: MaskSource | None = None,
              pix_fmts: Sequence[str] = ("yuv444p",),
-             source: SourceOptions | None = None) -> list[Row]:
+             source: SourceOptions | None = None,
+             max_memory: int | str | None = None) -> list[Row]:
     """D-NeRV rows for each video and overall, then the same for each anchor, CRF and
     anchor pixel format (``pix_fmts``: yuv444p, yuv420p; a YUV source is always coded in
     its own layout, e.g. yuv420p10le, and named by it).
@@ -247,8 +248,9 @@ def evaluate(path: str | os.PathLike, sources: Sequence[str | os.PathLike],
     and at least as many frames (extra frames are ignored, as with ``--max-frames``).
     D-NeRV bits per video are its own keyframe bytes plus a pixel-proportional share of the
     shared bytes (weights, header); the ``ALL`` row uses the whole file size.
+    ``max_memory`` overrides the memory budget of decoding (:mod:`.memory`).
     """
-    encoded: Encoded = load(path)
+    encoded: Encoded = load(path, max_memory=max_memory)
     masks = masks or masks_from_header(encoded.header)
     refs = read_sources(sources, source=source)
     if len(refs) != len(encoded.videos):

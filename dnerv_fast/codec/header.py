@@ -16,6 +16,7 @@ from typing import Any
 from dnerv_fast.errors import BitstreamError
 from dnerv_fast.validation import check_int, check_number, show
 from dnerv_fast.media.keyframes import CODECS
+from dnerv_fast.codec.memory import largest_feature_map
 from dnerv_fast.codec.quantize import MAX_BITS, MIN_BITS
 from dnerv_fast.configs import ModelConfig
 
@@ -33,17 +34,67 @@ MAX_PARAMETERS = 1 << 28
 # frames), in elements: 2^31 is 8 GiB in float32, eight times that of uvg-XL.
 MAX_FEATURE_ELEMENTS = 1 << 31
 MAX_BOXES = 4096
-_FIELDS = {"format", "version", "config", "bits", "prune", "keyframe_codec",
-           "keyframe_quality", "parameters", "videos", "inpainting"}
-_VIDEO_FIELDS = {"name", "height", "width", "frames", "fps"}
+# The fields of each object of the header, as docs/FORMAT.md gives them: name -> (JSON type,
+# required). JSON types are exact: an integer is not a float (2.0 is not 2) nor a boolean,
+# a number is an integer or a float but not a boolean. A format step adds a row here.
+INTEGER, NUMBER, STRING, ARRAY, OBJECT = "integer", "number", "string", "array", "object"
+HEADER_FIELDS: dict[str, tuple[str, bool]] = {
+    "format": (STRING, True), "version": (INTEGER, True), "config": (OBJECT, True),
+    "bits": (INTEGER, True), "prune": (NUMBER, True), "keyframe_codec": (STRING, True),
+    "keyframe_quality": (INTEGER, True), "parameters": (INTEGER, True),
+    "videos": (ARRAY, True), "inpainting": (OBJECT, False),
+}
+VIDEO_FIELDS: dict[str, tuple[str, bool]] = {
+    "name": (STRING, True), "height": (INTEGER, True), "width": (INTEGER, True),
+    "frames": (INTEGER, True), "fps": (NUMBER, True),
+}
+CONFIG_FIELDS: dict[str, tuple[str, bool]] = {
+    "fc_dim": (INTEGER, True), "stem_dim": (INTEGER, True), "strides": (ARRAY, True),
+    "patch_size": (ARRAY, True), "clip_len": (INTEGER, True), "expansion": (NUMBER, True),
+    "lower_width": (INTEGER, True), "encoder_dim": (INTEGER, True),
+    "embed_levels": (INTEGER, True), "embed_base": (NUMBER, True), "mean": (ARRAY, True),
+    "std": (ARRAY, True), "name": (STRING, True),
+}
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == INTEGER:
+        return type(value) is int
+    if kind == NUMBER:
+        return type(value) in (int, float)
+    # A tuple is an array too: JSON gives lists, a header built in memory may hold tuples.
+    return isinstance(value, {STRING: str, ARRAY: (list, tuple), OBJECT: dict}[kind])
+
+
+def check_fields(d: dict[str, Any], table: dict[str, tuple[str, bool]], where: str) -> None:
+    """Refuse unknown fields, missing required ones and values of another JSON type
+    (``where`` prefixes field names in messages: ``"videos[0]."``)."""
+    unknown = sorted(set(d) - set(table))
+    if unknown:
+        scope = f"'{where.rstrip('.')}'" if where else "object"
+        raise BitstreamError(f"header {scope} has unknown fields: "
+                             f"{', '.join(map(show, unknown[:5]))}")
+    for key, (kind, required) in table.items():
+        if key not in d:
+            if required:
+                raise BitstreamError(f"header field '{where}{key}' is missing (required)")
+            continue
+        if not _is(d[key], kind):
+            raise BitstreamError(f"header field '{where}{key}' must be a JSON {kind}, got "
+                                 f"{show(d[key])}")
+
+
 # Version 3: the source's sample depth and chroma format ("rgb" for RGB sources), required;
 # for YUV sources also the matrix and range used to convert them, and the 4:2:0 siting tag.
-_SOURCE_FIELDS = {"bit_depth", "chroma", "matrix", "range", "siting"}
 SOURCE_CHROMAS = ("rgb", "400", "420", "422", "444")
 SOURCE_BIT_DEPTHS = (8, 10, 12, 16)
 SOURCE_MATRICES = ("bt601", "bt709")
 SOURCE_RANGES = ("full", "limited")
 SOURCE_SITINGS = ("420jpeg", "420mpeg2", "420paldv")
+SOURCE_FIELDS: dict[str, tuple[str, bool]] = {
+    "bit_depth": (INTEGER, False), "chroma": (STRING, False), "matrix": (STRING, False),
+    "range": (STRING, False), "siting": (STRING, False),
+}
 
 
 @dataclass(frozen=True)
@@ -92,7 +143,6 @@ def _number(d: dict[str, Any], key: str, lo: float, hi: float, where: str = "") 
                         error=BitstreamError)
 
 
-
 def _only(d: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(d) - allowed)
     if unknown:
@@ -102,21 +152,16 @@ def _only(d: dict[str, Any], allowed: set[str], where: str) -> None:
 def _config(raw: Any, clips_per_pass: int) -> ModelConfig:
     if not isinstance(raw, dict):
         raise BitstreamError("header field 'config' must be an object")
+    check_fields(raw, CONFIG_FIELDS, "config.")
     try:
         config = ModelConfig.from_dict(raw)
     except (TypeError, ValueError) as e:
         raise BitstreamError(f"header holds an invalid model configuration: {e}") from e
-    ph, pw = config.patch_size
-    # Each decoder stage's output: its width at its resolution, for a whole decoding pass.
-    side, largest = 1, 0
-    for width, stride in zip(config.stage_widths()[1:], config.strides):
-        side *= stride
-        largest = max(largest, width * (ph // config.total_stride * side)
-                      * (pw // config.total_stride * side))
-    if largest * config.clip_len * clips_per_pass > MAX_FEATURE_ELEMENTS:
+    largest = largest_feature_map(config, clips_per_pass)
+    if largest > MAX_FEATURE_ELEMENTS:
         raise BitstreamError(f"header configuration needs decoder feature maps of "
-                             f"{largest * config.clip_len * clips_per_pass:,} elements, more than "
-                             f"the limit of {MAX_FEATURE_ELEMENTS:,}")
+                             f"{largest:,} elements, more than the limit of "
+                             f"{MAX_FEATURE_ELEMENTS:,}")
     return config
 
 
@@ -129,7 +174,7 @@ def _choice(d: dict[str, Any], key: str, allowed: tuple, where: str) -> Any:
 
 
 def _source(raw: dict[str, Any], where: str) -> dict[str, Any]:
-    """A version 3 video's source fields (see _SOURCE_FIELDS)."""
+    """A version 3 video's source fields (see SOURCE_FIELDS)."""
     out = {"bit_depth": _choice(raw, "bit_depth", SOURCE_BIT_DEPTHS, where),
            "chroma": _choice(raw, "chroma", SOURCE_CHROMAS, where)}
     if out["chroma"] == "rgb":
@@ -148,7 +193,7 @@ def _video(raw: Any, i: int, config: ModelConfig, version: int = 3) -> VideoEntr
     where = f"videos[{i}]."
     if not isinstance(raw, dict):
         raise BitstreamError(f"header field 'videos[{i}]' must be an object")
-    _only(raw, _VIDEO_FIELDS | (_SOURCE_FIELDS if version >= 3 else set()), f"'videos[{i}]'")
+    check_fields(raw, {**VIDEO_FIELDS, **(SOURCE_FIELDS if version >= 3 else {})}, where)
     name = raw.get("name")
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or "\0" in name:
         raise BitstreamError(f"header field '{where}name' must be a non-empty string of at most "
@@ -187,7 +232,7 @@ def parse_header(raw: dict[str, Any], *, version: int, keyframes: int,
     """Validate a header read from a container of format ``version`` that stores
     ``keyframes`` keyframes, for a decoder that runs ``clips_per_pass`` clips at a time;
     raise :class:`BitstreamError` for the first bad field."""
-    _only(raw, _FIELDS, "object")
+    check_fields(raw, HEADER_FIELDS, "")
     if raw.get("format") != FORMAT_NAME:
         raise BitstreamError(f"header field 'format' must be {FORMAT_NAME!r}, "
                              f"got {show(raw.get('format'))}")

@@ -7,11 +7,13 @@ import os
 
 from dnerv_fast.codec.bitstream import bits_per_pixel, read_container, section_sizes
 from dnerv_fast.codec.header import VideoEntry, parse_header
+from dnerv_fast.codec.memory import check_decode_memory, decode_memory
 from dnerv_fast.media.yuv import YuvFormat
 from dnerv_fast.codec.render import RENDER_CHUNK
 from dnerv_fast.codec.weight_report import WeightsSummary, tensor_bits, tensor_table
 from dnerv_fast.codec.weights import decode_layout, model_shapes, read_layout
 from dnerv_fast.options import keyframe_setting
+from dnerv_fast.printable import printable
 
 
 def _source(v: VideoEntry) -> str:
@@ -22,21 +24,25 @@ def _source(v: VideoEntry) -> str:
     return f"{fmt} {v.matrix} {v.range}" + (f" {v.siting}" if v.siting else "")
 
 
-def describe_file(path: str | os.PathLike, tensors: bool = False) -> str:
+def describe_file(path: str | os.PathLike, tensors: bool = False,
+                  max_memory: int | str | None = None) -> str:
     """A few lines on a validated .dnerv file: version, model, videos, bytes and bpp, bits
-    per parameter of the weights, and with ``tensors`` those of every tensor."""
+    per parameter of the weights, and with ``tensors`` those of every tensor (the memory
+    that needs is checked against ``max_memory``, :mod:`.memory`)."""
     container = read_container(path)
     head = parse_header(container.header, version=container.version,
                         keyframes=len(container.keyframes), clips_per_pass=RENDER_CHUNK)
     sizes = section_sizes(container)
-    total = os.path.getsize(path)
+    total = sum(sizes.values())   # the bytes read: the file may change after reading
+    check_decode_memory(decode_memory(head, total, RENDER_CHUNK, weights=tensors, frames=0),
+                        max_memory, f"'{printable(path)}'")
     pixels = sum(v.height * v.width * v.frames for v in head.videos)
     c = head.config
     layout = read_layout(container.weights, model_shapes(c, head.parameters), head.bits)
     lines = [
-        f"{path}: .dnerv format version {container.version}, {total} bytes, "
+        f"{printable(path)}: .dnerv format version {container.version}, {total} bytes, "
         f"{bits_per_pixel(total, pixels):.5f} bpp over {pixels} pixels",
-        f"model: {c.name}, fc_dim {c.fc_dim}, patch {c.patch_size[0]}x{c.patch_size[1]}, "
+        f"model: {printable(c.name)}, fc_dim {c.fc_dim}, patch {c.patch_size[0]}x{c.patch_size[1]}, "
         f"clips of {c.clip_len}, strides {list(c.strides)}, {head.parameters} parameters at "
         f"{head.bits} bits" + (f", {head.prune:.0%} pruned" if head.prune else ""),
         f"keyframes: {len(container.keyframes)} x "
@@ -45,10 +51,10 @@ def describe_file(path: str | os.PathLike, tensors: bool = False) -> str:
         WeightsSummary.of(layout).line(),
         f"{'video':<24} {'size':>11} {'frames':>7} {'fps':>7}  source",
     ]
-    lines += [f"{v.name[:24]:<24} {f'{v.width}x{v.height}':>11} {v.frames:>7} {v.fps:>7.3f}  "
-              f"{_source(v)}" for v in head.videos]
+    lines += [f"{printable(v.name[:24]):<24} {f'{v.width}x{v.height}':>11} {v.frames:>7} "
+              f"{v.fps:>7.3f}  {_source(v)}" for v in head.videos]
     if "inpainting" in container.header:
-        lines.append(f"inpainting: {container.header['inpainting']}")
+        lines.append(f"inpainting: {printable(container.header['inpainting'])}")
     if tensors:
         lines.append(tensor_table(tensor_bits(layout, decode_layout(container.weights, layout))))
     return "\n".join(lines)

@@ -6,8 +6,10 @@ it is mapped to one plain file name that cannot leave ``OUT`` or clash with anot
 
 The mapping (also applied at encode time, so that files made here store safe names):
 
-- characters that are path separators, control characters (NUL included) or not allowed in
-  Windows file names (``<>:"/\\|?*``) become ``_``;
+- characters that are path separators, control characters (NUL included), bidirectional
+  controls (a name shown in another order than stored), lone surrogates (valid in JSON, not
+  encodable in UTF-8) or not allowed in Windows file names
+  (``<>:"/\\|?*``) become ``_``;
 - leading dots and spaces, and trailing dots and spaces, are removed (no hidden files, no
   ``.`` or ``..``); what is left is cut to :data:`MAX_NAME_BYTES` bytes of UTF-8;
 - an empty result becomes ``video``; Windows device names (``CON``, ``NUL``, ``COM1``, ...,
@@ -22,7 +24,8 @@ import unicodedata
 from collections.abc import Sequence
 
 MAX_NAME_BYTES = 120
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+_UNSAFE = re.compile('[\x00-\x1f\x7f<>:"/\\\\|?*\ud800-\udfff'
+                     '\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]')
 _RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
 
 

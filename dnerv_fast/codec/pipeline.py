@@ -5,7 +5,7 @@ import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -18,12 +18,14 @@ from dnerv_fast.errors import (CodecError, Interrupted, OutputExistsError,
                                OutputPathError, UsageError)
 from dnerv_fast.codec.guard import Verdict, check_output, warn_if_useless
 from dnerv_fast.codec.header import FORMAT_NAME, keyframe_count, parse_header
+from dnerv_fast.codec.memory import check_decode_memory, decode_memory
+from dnerv_fast.locks import locks_output
 from dnerv_fast.media.keyframes import KeyframeCodec, code_keyframe, decode_keyframe, get_codec
 from dnerv_fast.codec.quantize import check_bits, check_prune
 from dnerv_fast.codec.names import safe_names
 from dnerv_fast.codec.qat import qat_phase
 from dnerv_fast.codec.rate import RatePlan, plan
-from dnerv_fast.codec.render import RENDER_CHUNK, render_range, render_video
+from dnerv_fast.codec.render import GROUP_CLIPS, RENDER_CHUNK, render_range, render_video
 from dnerv_fast.codec.summary import EncodeSummary, measure as measure_summary
 from dnerv_fast.codec.weight_report import WeightsSummary
 from dnerv_fast.codec.weights import (dequantize_state_dict, model_shapes, pack_weights,
@@ -288,6 +290,8 @@ def _write_file(job: _EncodeJob, container: Container, overwrite: bool) -> int:
     try:
         written = write_container(job.out, container, overwrite)
     except CodecError as e:
+        if not job.checkpoint.is_file():   # say that work is kept only where it is
+            raise
         raise type(e)(f"{e}; the trained network is kept in '{job.checkpoint}': run the same "
                       f"encode with resume=True to write the file without training "
                       f"again") from e
@@ -296,6 +300,7 @@ def _write_file(job: _EncodeJob, container: Container, overwrite: bool) -> int:
     return written
 
 
+@locks_output("out_path")
 def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike,
            settings: EncodeSettings | None = None, *, masks: MaskSource | None = None,
            overwrite: bool = False, progress: bool = True, device: str = "auto",
@@ -308,6 +313,8 @@ def encode(videos: Sequence[str | os.PathLike], out_path: str | os.PathLike,
     keyword arguments of the same names (they replace its fields) mirror
     ``dnerv-fast encode``; the settings and their defaults are listed below.
 
+    The run holds ``<out_path>.lock`` (:mod:`dnerv_fast.locks`) from start to end: a second
+    run to the same output raises :class:`~dnerv_fast.errors.OutputLockedError` at once.
     Training checkpoints go to ``<out_path>.ckpt`` (every ``checkpoint_every`` epochs and
     after the last float epoch; ``resume`` continues from it) and are removed once the file
     is written, unless ``keep_checkpoint``: a finished checkpoint resumed with other ``bits``
@@ -397,16 +404,24 @@ def _resume_hint(ckpt: Path) -> str:
             "N epochs, and resume=True continues from it)")
 
 
-def load(path: str | os.PathLike) -> Encoded:
+def load(path: str | os.PathLike, *, max_memory: int | str | None = None,
+         frames_at_once: int | Callable[[int], int] | None = None) -> Encoded:
     """Read a .dnerv file and rebuild the quantised model and every video's keyframes.
 
     Everything the file declares is validated (:mod:`.header`) before anything is built from
-    it; keyframes are decoded later, when a video is rendered, each checked against the size
-    the header gives.
+    it, and the memory decoding needs (``frames_at_once`` frames per video at a time, or a
+    function of the clip length giving them; None: whole videos) is checked against
+    ``max_memory`` (:mod:`.memory`; default: a share of the available memory); keyframes are
+    decoded later, when a video is rendered, each checked against the size the header gives.
     """
     container = read_container(path)
     head = parse_header(container.header, version=container.version,
                         keyframes=len(container.keyframes), clips_per_pass=RENDER_CHUNK)
+    if callable(frames_at_once):
+        frames_at_once = frames_at_once(head.config.clip_len)
+    sizes = section_sizes(container)   # the bytes read: the file may change after reading
+    check_decode_memory(decode_memory(head, sum(sizes.values()), RENDER_CHUNK,
+                                      frames=frames_at_once), max_memory, f"'{path}'")
     config = head.config
     shapes = model_shapes(config, head.parameters)
     weights = dequantize_state_dict(unpack_weights(container.weights, shapes, head.bits))
@@ -419,7 +434,7 @@ def load(path: str | os.PathLike) -> Encoded:
         videos.append(restore_video(v.name, v.height, v.width, v.frames, v.fps, config,
                                     head.keyframe_codec, container.keyframes[pos:pos + count]))
         pos += count
-    return Encoded(model, videos, head.raw, Path(path).stat().st_size, section_sizes(container))
+    return Encoded(model, videos, head.raw, sum(sizes.values()), sizes)
 
 
 def parse_frames(text: str | None) -> tuple[int, int | None]:
@@ -463,10 +478,12 @@ def _write(encoded: Encoded, index: int, writer_target: Path | BinaryIO, fmt: st
     writer.close()
 
 
+@locks_output("out_dir")
 def decode(path: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: str = "mp4",
            overwrite: bool = False, progress: bool = True, device: str = "auto",
            dtype: str = "fp32", videos: Sequence[str] | None = None,
-           frames: str | tuple[int, int | None] | None = None) -> list[Path]:
+           frames: str | tuple[int, int | None] | None = None,
+           max_memory: int | str | None = None) -> list[Path]:
     """Decode videos of a .dnerv file, clip group by clip group: memory does not grow with
     a video's length.
 
@@ -480,10 +497,13 @@ def decode(path: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: str = "m
     are bit-identical to the same frames of a whole decode. Names stored in the file become
     safe file names (:mod:`.names`). A new folder appears only when every video is written;
     with ``overwrite`` an existing folder gains the decoded videos and keeps its other files
-    (:func:`~dnerv_fast.atomic.atomic_dir`). ``device`` (``auto``, ``cpu``, ``cuda``) and
-    ``dtype`` (``fp32``, ``bf16``, ``fp16``) choose where and in what precision the network
-    runs; only fp32 gives the frames the encoder measured, half precision stays within a few
-    hundredths of a dB.
+    (:func:`~dnerv_fast.atomic.atomic_dir`). The run holds ``<out_dir>.lock``
+    (:mod:`dnerv_fast.locks`; not for ``-``): a second run to the same output fails at once.
+    ``device`` (``auto``, ``cpu``, ``cuda``) and ``dtype`` (``fp32``, ``bf16``, ``fp16``)
+    choose where and in what precision the network runs; only fp32 gives the frames the
+    encoder measured, half precision stays within a few hundredths of a dB. ``max_memory``
+    (bytes, or a size such as ``"12G"``) overrides the memory budget a file must fit
+    (:mod:`.memory`).
     """
     out = str(out_dir)
     fmt, single = _output_format(out, fmt)
@@ -497,7 +517,8 @@ def decode(path: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: str = "m
         check_file_output(out, overwrite)
     elif not single:
         check_folder_output(out_dir, overwrite)
-    encoded = load(path)
+    encoded = load(path, max_memory=max_memory,
+                   frames_at_once=lambda clip_len: clip_len * GROUP_CLIPS)
     chosen = [encoded.index_of(v) for v in videos] if videos else range(len(encoded.videos))
     if single and len(chosen) != 1:
         raise UsageError(f"'{out}' takes one video but the file holds {len(chosen)}; name one "

@@ -18,6 +18,7 @@ import torch
 from dnerv_fast.progress import progress_bar
 
 from dnerv_fast.model.dnerv import DNeRV
+from dnerv_fast.printable import printable
 from dnerv_fast.tiling import stitch
 from dnerv_fast.clips.data import ClipRef, PreparedVideo, make_batch
 from dnerv_fast.clips.decoder import run_batch
@@ -54,8 +55,8 @@ def render_clips(model: DNeRV, videos: list[PreparedVideo], index: int, clips: S
     refs = [(ClipRef(index, p, clip.index), offset) for p in range(video.patches)
             for clip, offset in zip(selected, offsets)]
     model.eval()
-    for i in progress_bar(range(0, len(refs), chunk), desc=f"render {video.name}", disable=not progress,
-                  leave=False):
+    for i in progress_bar(range(0, len(refs), chunk), desc=f"render {printable(video.name)}",
+                          disable=not progress, leave=False):
         part = refs[i:i + chunk]
         batch = make_batch(videos, [ref for ref, _ in part], model.config, with_target=False)
         # Scale in fp32: a half-precision model's output has too few bits for 255 * x.

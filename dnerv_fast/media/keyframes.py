@@ -28,9 +28,6 @@ from __future__ import annotations
 
 import io
 import os
-import struct
-import warnings
-import zlib
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
@@ -40,13 +37,9 @@ import numpy as np
 from PIL import Image
 
 from dnerv_fast.errors import KeyframeCodecError
+from dnerv_fast.media.images import PIL_DATA_ERRORS, open_image
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints a banner per encoder otherwise
-
-# What Pillow raises on broken image data (OSError also covers unknown formats).
-PIL_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,
-                   zlib.error, Image.DecompressionBombError)
-
 
 @dataclass(frozen=True)
 class KeyframeCodec:
@@ -84,10 +77,8 @@ def _check_size(name: str, got: tuple[int, int], size: tuple[int, int],
 
 def _pil_decode(name: str, fmt: str) -> Callable[[bytes, tuple[int, int]], np.ndarray]:
     def decode(data: bytes, size: tuple[int, int]) -> np.ndarray:
-        with warnings.catch_warnings():   # the size is checked here, against the caller's
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data), formats=[fmt])
-        with im:
+        # The size is checked here, against the caller's.
+        with open_image(io.BytesIO(data), [fmt], f"{name} keyframe") as im:
             _check_size(name, im.size[::-1], size)
             if im.mode != "RGB":
                 raise KeyframeCodecError(f"{name} keyframe has pixel mode {im.mode}, not RGB")

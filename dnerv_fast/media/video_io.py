@@ -11,12 +11,16 @@ Image frames are read as 8-bit RGB by these rules:
 - Gray is repeated into the three channels; palettes are looked up.
 - Alpha (an alpha channel, a palette's or a PNG's transparent colour) is composited on
   black: ``round(c * a / 255)``. Opaque pixels keep their colour exactly.
+- Only PNG, JPEG, WebP, BMP and TIFF files are opened, whatever their name says
+  (:mod:`dnerv_fast.media.images`): no decoder that runs another program.
 - Other pixel modes (float, CMYK, YCbCr, Lab, ...) and animated or multi-page images are
   refused (a JPEG's extra MPO pictures, previews or depth maps, are ignored).
 - Pixels are read as stored: EXIF orientation and colour profiles are not applied.
 
 Video files are converted to RGB by FFmpeg, with alpha (and palettes' alpha) composited on
-black the same way.
+black the same way. Frames are read as stored: a file asking players to rotate it, and a
+variable frame rate (which becomes the constant average rate), each give an
+:class:`InputFidelityWarning` saying so. Pipes, FIFOs and devices are refused at once.
 
 Sizes are bounded before anything is decoded: a frame may have at most
 ``MAX_FRAME_PIXELS`` pixels (what its header declares, so decompression bombs are refused
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +43,7 @@ import numpy as np
 from PIL import Image
 
 from dnerv_fast.atomic import atomic_dir, atomic_path
-from dnerv_fast.media.keyframes import PIL_DATA_ERRORS
+from dnerv_fast.media.images import ALLOWED_FORMATS, PIL_DATA_ERRORS, open_image
 from dnerv_fast.errors import VideoReadError, VideoWriteError
 from dnerv_fast.media.planar import (PLANAR_SUFFIXES, PlanarSource, SourceOptions, open_planar,
                                      rgb16_frames)
@@ -133,15 +138,13 @@ def _open_image(path: Path) -> Iterator[Image.Image]:
     """Open an image (header only) whose declared size is within ``MAX_FRAME_PIXELS``;
     any failure in the block, decoding included, becomes a ``VideoReadError``."""
     try:
-        with warnings.catch_warnings():   # the size is checked here, against our own bound
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                _check_frame_pixels(*im.size, path)
-                if im.format != "MPO" and getattr(im, "n_frames", 1) > 1:
-                    raise VideoReadError(
-                        f"image frame '{path}' holds {im.n_frames} images (animated or "
-                        f"multi-page); a frame folder needs one image per file")
-                yield im
+        with open_image(str(path), ALLOWED_FORMATS, f"image frame '{path}'") as im:
+            _check_frame_pixels(*im.size, path)
+            if im.format != "MPO" and getattr(im, "n_frames", 1) > 1:
+                raise VideoReadError(
+                    f"image frame '{path}' holds {im.n_frames} images (animated or "
+                    f"multi-page); a frame folder needs one image per file")
+            yield im
     except Image.DecompressionBombError as e:   # Pillow's own bound, above ours by default
         raise VideoReadError(
             f"'{path}' declares frames of more than the {MAX_FRAME_PIXELS} pixels a frame "
@@ -206,7 +209,10 @@ def _frame_to_rgb8(frame: av.VideoFrame) -> np.ndarray:
 
 
 def _decode_stream(container: av.container.InputContainer, path: Path,
-                   max_frames: int | None) -> list[np.ndarray]:
+                   max_frames: int | None, timing: list[int],
+                   first_frame: list[av.VideoFrame]) -> list[np.ndarray]:
+    """The frames, appending each one's timestamp to ``timing`` and the first frame to
+    ``first_frame``."""
     stream = container.streams.video[0]
     declared = (stream.codec_context.width, stream.codec_context.height)
     _check_frame_pixels(*declared, path)
@@ -216,8 +222,11 @@ def _decode_stream(container: av.container.InputContainer, path: Path,
     first: tuple[int, int] | None = None
     for frame in container.decode(stream):
         size = (frame.width, frame.height)
+        if frame.pts is not None:
+            timing.append(frame.pts)
         if first is None:
             first = size
+            first_frame.append(frame)
             _check_frame_pixels(*size, path)
         _check_same_size(size, first, f"frame {len(frames)}", path)
         _check_video_bytes(len(frames) + 1, *size, path)
@@ -234,13 +243,61 @@ def _read_file(path: Path, max_frames: int | None) -> Video:
                 raise VideoReadError(f"'{path}' has no video stream")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
-            frames = _decode_stream(container, path, max_frames)
+            timing: list[int] = []
+            first: list[av.VideoFrame] = []
+            frames = _decode_stream(container, path, max_frames, timing, first)
+            fps = float(rate) if rate else DEFAULT_FPS
+            _timing_warnings(path, stream, first[0] if first else None, timing, fps)
     except av.FFmpegError as e:
         raise VideoReadError(f"cannot decode video '{path}': {e}") from e
     if not frames:
         raise VideoReadError(f"'{path}' holds no video frames")
-    fps = float(rate) if rate else DEFAULT_FPS
     return Video(path.stem, _stack(frames), fps)
+
+
+def _refuse_streams(p: Path) -> None:
+    """Refuse a pipe, FIFO, socket or device at once: PyAV would wait for a writer without
+    a word, and a video's size must be known before it is read."""
+    mode = p.stat().st_mode
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return
+    kind = "a pipe (FIFO)" if stat.S_ISFIFO(mode) else "not a regular file"
+    raise VideoReadError(f"'{p}' is {kind}; videos are read from regular files or frame "
+                         f"folders only: save the stream to a file first")
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"dnerv_fast: {message}", InputFidelityWarning, stacklevel=4)
+
+
+class InputFidelityWarning(UserWarning):
+    """A video is read with less than its file says (rotation, timing)."""
+
+
+def _rotation(stream: av.video.stream.VideoStream, frame: av.VideoFrame | None) -> int:
+    """Degrees of the display rotation a file asks for (0 where none is stored)."""
+    for value in (getattr(frame, "rotation", None), stream.metadata.get("rotate")):
+        try:
+            degrees = round(float(value)) % 360 if value is not None else 0
+        except (TypeError, ValueError):
+            degrees = 0
+        if degrees:
+            return degrees
+    return 0
+
+
+def _timing_warnings(path: Path, stream, frame: av.VideoFrame | None, pts: list[int],
+                     fps: float) -> None:
+    """Warn where the frames read differ from what a player shows: a rotation that is not
+    applied, or variable frame timing that becomes constant."""
+    degrees = _rotation(stream, frame)
+    if degrees:
+        _warn(f"'{path}' asks players to rotate it by {degrees} degrees; frames are read as "
+              f"stored (not rotated), so the decoded video is not rotated either")
+    steps = sorted({b - a for a, b in zip(pts, pts[1:])})
+    if len(steps) > 1 and steps[-1] > 1.5 * max(steps[0], 1):
+        _warn(f"'{path}' has a variable frame rate (frame intervals from {steps[0]} to "
+              f"{steps[-1]} time units); its timing becomes constant at {fps:g} fps")
 
 
 def read_video(path: str | os.PathLike, max_frames: int | None = None,
@@ -257,6 +314,7 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None,
     p = Path(path)
     if not p.exists():
         raise VideoReadError(f"video '{p}' does not exist")
+    _refuse_streams(p)
     if max_frames is not None and max_frames < 1:
         raise VideoReadError(f"max_frames must be at least 1, got {max_frames}")
     if p.suffix.lower() in PLANAR_SUFFIXES and p.is_file():

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dnerv_fast.atomic import atomic_path
-from dnerv_fast.errors import CheckpointError
+from dnerv_fast.errors import CheckpointError, library_error
 
 _KEYS = {"model": dict, "optimizer": dict, "epoch": int, "fingerprint": dict, "rng": dict,
          "sampler": torch.Tensor, "history": list}
@@ -54,7 +54,13 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
     if scaler:
         state["scaler"] = dict(scaler)
     with atomic_path(path, overwrite=True) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as e:   # torch reports a full disk as a RuntimeError
+            known = library_error(e, f"saving checkpoint '{path}'")
+            if known is None:
+                raise
+            raise known from e
 
 
 def _differences(saved: Any, current: Any, where: str = "") -> list[str]:

@@ -95,17 +95,26 @@ class Distributed:
         return value
 
 
-def _environment_size() -> int:
+def _environment_number(name: str, default: str) -> int:
+    """A whole number >= 0 that torchrun sets in the environment (refused in one line)."""
+    text = os.environ.get(name, default)
     try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError as e:
-        raise CodecError(f"WORLD_SIZE must be a number, got {os.environ['WORLD_SIZE']!r}") from e
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise CodecError(f"{name} must be a whole number >= 0 (torchrun sets it), got {text!r}")
+    return value
+
+
+def _environment_size() -> int:
+    return _environment_number("WORLD_SIZE", "1")
 
 
 @contextlib.contextmanager
 def session(device: str = "auto") -> Iterator[Distributed]:
     """The processes of this run; started by torchrun when WORLD_SIZE > 1."""
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = _environment_number("LOCAL_RANK", "0")
     if dist.is_available() and dist.is_initialized():
         target = resolve_device(device, local_rank)
         yield Distributed(dist.get_rank(), dist.get_world_size(), target)

@@ -47,6 +47,9 @@ class BoxMasks:
             raise MaskError(f"need at least one mask box per frame, got {self.count}")
         if self.size < 1:
             raise MaskError(f"mask boxes must be at least 1 pixel wide, got {self.size}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or \
+                not 0 <= self.seed < 2**63:
+            raise MaskError(f"the mask seed must be a whole number in 0..2^63-1, got {self.seed!r}")
 
     def boxes(self, index: int, video: Video) -> np.ndarray:
         """int [N, count, 2]: (top, left) of every box of the ``index``-th video."""
