@@ -79,13 +79,15 @@ def _sources(csrc: Path) -> list[Path]:
 
 def build_driver(flavour: str = "plain", csrc: Path = CSRC) -> Path:
     """The driver program for ``flavour`` (a key of SANITIZERS) built from the kernels in
-    ``csrc`` (a copy of dnerv_fast/csrc with a fault injected, in the fault tests)."""
+    ``csrc`` (a copy of dnerv_fast/csrc with a fault injected, in the fault tests). Objects
+    are cached by content, so a fault in one .cu file recompiles that file only."""
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:
         raise HarnessUnavailable("no C++ compiler")
     flags = [*COMMON_FLAGS, *SANITIZERS[flavour]]
     inc = cuda_include()
-    out = _root() / f"driver-{flavour}-{_key([cxx, str(inc), *flags], _sources(csrc))}"
+    root = _root()
+    out = root / f"driver-{flavour}-{_key([cxx, str(inc), *flags], _sources(csrc))}"
     exe = out / "driver"
     if exe.is_file():
         return exe
@@ -94,21 +96,26 @@ def build_driver(flavour: str = "plain", csrc: Path = CSRC) -> Path:
     selftest = src / "selftest.cu.cpp"
     selftest.write_text(rewrite_tree_one(HERE / "selftest.cu"))
     units += [selftest, HERE / "driver.cpp"]
-    runtime = HERE / "runtime.cpp"
+    headers = [p for p in src.iterdir() if p.suffix in (".h", ".cuh")] + [INCLUDE / "cuda_harness.h"]
     include = ["-I", str(INCLUDE), "-I", str(src), "-I", str(inc)]
+    objects = root / "objects"
+    objects.mkdir(parents=True, exist_ok=True)
 
     def compile_one(unit: Path, extra: list[str]) -> Path:
-        obj = out / (unit.name + ".o")
-        run([cxx, *flags, *extra, *include, "-c", str(unit), "-o", str(obj)])
+        obj = objects / f"{unit.name}-{flavour}-{_key([cxx, str(inc), *flags, *extra], [unit, *headers])}.o"
+        if not obj.is_file():
+            tmp = obj.with_suffix(f".{os.getpid()}.tmp")
+            run([cxx, *flags, *extra, *include, "-c", str(unit), "-o", str(tmp)])
+            tmp.replace(obj)
         return obj
 
     jobs = [(u, []) for u in units]
     # TSan must not see the scheduler's own bookkeeping as races between fibers: the runtime
     # is compiled without instrumentation (it still links the TSan runtime and annotates).
-    jobs.append((runtime, ["-fno-sanitize=thread"] if flavour == "tsan" else []))
+    jobs.append((HERE / "runtime.cpp", ["-fno-sanitize=thread"] if flavour == "tsan" else []))
     with ThreadPoolExecutor(max_workers=2) as pool:
         objs = list(pool.map(lambda j: compile_one(*j), jobs))
-    tmp = out / "driver.tmp"
+    tmp = out / f"driver.{os.getpid()}.tmp"
     run([cxx, *flags, *map(str, objs), "-o", str(tmp)])
     tmp.replace(exe)
     return exe

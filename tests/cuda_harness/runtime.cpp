@@ -109,6 +109,14 @@ struct Context {
 };
 #endif
 
+// Byte copy the sanitizers' interceptors do not see (memcpy / memset are intercepted even in
+// uninstrumented code, and TSan would take the scheduler's copies for the fibers' races).
+void copy_bytes(void* dst, const void* src, size_t n) {
+  auto* d = static_cast<volatile unsigned char*>(dst);
+  const auto* s = static_cast<const volatile unsigned char*>(src);
+  for (size_t i = 0; i < n; ++i) d[i] = s[i];
+}
+
 enum class State { kReady, kBarrier, kWarp, kDone };
 
 struct Fiber {
@@ -276,7 +284,10 @@ void init_fiber(Fiber& f, size_t i) {
   makecontext(&f.ctx.uc, reinterpret_cast<void (*)()>(&fiber_main), 0);
 #endif
 #if defined(HARNESS_TSAN)
-  f.tsan = __tsan_create_fiber(0);
+  // Kept for the process like the stacks: destroying a TSan fiber returns its pages to the OS.
+  static std::vector<void*> tsan_fibers;
+  while (tsan_fibers.size() <= i) tsan_fibers.push_back(__tsan_create_fiber(0));
+  f.tsan = tsan_fibers[i];
 #endif
 }
 
@@ -330,7 +341,7 @@ void settle(Fiber& f) {
       fail_block(cudaErrorIllegalInstruction, "lanes of one warp intrinsic exchange different types");
       return;
     }
-    std::memcpy(g.result, from.value, g.size);
+    copy_bytes(g.result, from.value, g.size);
   }
   for (int l = 0; l < lanes; ++l) {
     Fiber& g = b.fibers[warp0 + l];
@@ -371,9 +382,6 @@ void run_block(Rng& rng) {
   if (b.error == cudaSuccess && b.live > 0)
     fail_block(cudaErrorLaunchFailure, "deadlock: threads wait at a barrier or warp intrinsic that "
                                        "the other threads never reach");
-#if defined(HARNESS_TSAN)
-  for (Fiber& f : b.fibers) __tsan_destroy_fiber(f.tsan);
-#endif
   for (void* p : b.shared) std::free(p);
   b.shared.clear();
   b.shared_sizes.clear();
@@ -464,7 +472,7 @@ void warp_exchange(unsigned mask, const void* value, size_t size, int src_lane, 
     fail_block(cudaErrorIllegalInstruction, "a lane calls a warp intrinsic whose mask leaves it out");
   }
   f.mask = mask;
-  std::memcpy(f.value, value, size);
+  copy_bytes(f.value, value, size);
   f.size = size;
   f.src = f.linear - lane + src_lane;
   const void* sync_object = &g_block.fibers[f.linear - lane];
@@ -476,7 +484,7 @@ void warp_exchange(unsigned mask, const void* value, size_t size, int src_lane, 
   tsan_acquire(sync_object);
 #endif
   (void)sync_object;
-  std::memcpy(result, f.result, size);
+  copy_bytes(result, f.result, size);
 }
 
 void* shared_storage(size_t size, size_t align) {
