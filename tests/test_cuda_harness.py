@@ -17,7 +17,7 @@ import torch
 
 import cuda_harness
 from cuda_harness.build import CSRC
-from op_cases import assert_parity, fresh_seed, op_args, off_grid, reported_seed
+from op_cases import fresh_seed, op_args, off_grid, reported_seed
 
 F32 = torch.float32
 
@@ -153,13 +153,27 @@ def cuda_on_cpu():
 
 @pytest.mark.parametrize("shape", UVG_M_WARPS, ids=lambda s: f"{s[1]}ch-{s[3]}x{s[4]}")
 def test_uvg_m_flow_warp_stage(cuda_on_cpu, shape):
+    """Forward within 1e-4 (+1e-4 relative) of the float64 ground truth, every gradient within
+    2e-4 of its largest value: at 256x320 a float32 sample coordinate alone is exact to
+    ~1.5e-5 pixel, beyond the matrix's 1e-5 for the small cases (the float32 reference misses
+    by as much)."""
+    from op_cases import flow_warp_exact
+
     seed = fresh_seed()
     args = op_args("flow_warp", shape, seed)
     args[2] = off_grid(args[2], F32)
-    from dnerv_fast.ops import reference
-
+    exact_in = [a.detach().requires_grad_() for a in args]
+    fast_in = [a.to(F32).detach().requires_grad_() for a in args]
+    expected, out = flow_warp_exact(*exact_in), cuda_on_cpu.flow_warp(*fast_in)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    expected.backward(grad)
+    out.backward(grad.to(F32))
     with reported_seed(seed):
-        assert_parity(cuda_on_cpu.flow_warp, reference.flow_warp, args, F32, "cpu", backward=True)
+        torch.testing.assert_close(out.double(), expected.detach(), atol=1e-4, rtol=1e-4)
+        for i, (a, b) in enumerate(zip(fast_in, exact_in)):
+            scale = b.grad.abs().max().item() + 1e-12
+            torch.testing.assert_close(a.grad.double() / scale, b.grad / scale, atol=2e-4, rtol=0,
+                                       msg=lambda m, i=i: f"gradient of input {i}: {m}")
 
 
 def test_tiny_model_decodes_through_emulated_kernels(cuda_on_cpu):
@@ -171,7 +185,7 @@ def test_tiny_model_decodes_through_emulated_kernels(cuda_on_cpu):
     torch.manual_seed(0)
     model = DNeRV.from_config("tiny")
     randomize_biases(model)
-    inputs = make_inputs(model.config, batch=1, seed=3)
+    inputs = list(make_inputs(model.config, batch=1, seed=3))
     inputs[1] = model.normalize(inputs[1].sigmoid())
     with torch.no_grad():
         with ops.use_backend("reference"):

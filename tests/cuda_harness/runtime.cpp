@@ -191,10 +191,9 @@ void switch_to(Fiber* to, bool exiting = false) {
   }
 #endif
 #if defined(HARNESS_TSAN)
-  // Fibers of a block are concurrent for the race detector: no happens-before from a switch
-  // in the middle of a block. Barriers and warp rendezvous add their own (sync_point).
-  const bool sync = exiting || (to && !to->started);
-  __tsan_switch_to_fiber(to ? to->tsan : g_scheduler_tsan, sync ? 0 : __tsan_switch_to_fiber_no_sync);
+  // Fibers of a block are concurrent for the race detector: no switch orders them. The block's
+  // start and end (fiber_main, run_block), barriers and warp rendezvous add happens-before.
+  __tsan_switch_to_fiber(to ? to->tsan : g_scheduler_tsan, __tsan_switch_to_fiber_no_sync);
 #endif
   g_current = to;
   if (to) g_thread_idx = to->idx;
@@ -215,6 +214,7 @@ void switch_to(Fiber* to, bool exiting = false) {
 }
 
 #if defined(HARNESS_TSAN)
+char g_tsan_block_start, g_tsan_block_end;
 // Happens-before of a barrier / warp rendezvous: every participant releases before it waits
 // and acquires after it is let through.
 char g_tsan_sync_object;
@@ -226,7 +226,13 @@ void fiber_main(void*) {
 #if defined(HARNESS_ASAN)
   __sanitizer_finish_switch_fiber(nullptr, &g_scheduler_stack_bottom, &g_scheduler_stack_size);
 #endif
+#if defined(HARNESS_TSAN)
+  __tsan_acquire(&g_tsan_block_start);
+#endif
   g_body(g_body_ctx);
+#if defined(HARNESS_TSAN)
+  __tsan_release(&g_tsan_block_end);
+#endif
   g_current->state = State::kDone;
   switch_to(nullptr, true);
   std::abort();  // a finished fiber is never resumed
@@ -369,6 +375,9 @@ void run_block(Rng& rng) {
     init_fiber(f, i);
     b.ready.push_back(static_cast<int>(i));
   }
+#if defined(HARNESS_TSAN)
+  __tsan_release(&g_tsan_block_start);
+#endif
   while (!b.ready.empty() && b.error == cudaSuccess) {
     const size_t pick = rng.next() % b.ready.size();
     const int i = b.ready[pick];
@@ -382,6 +391,9 @@ void run_block(Rng& rng) {
   if (b.error == cudaSuccess && b.live > 0)
     fail_block(cudaErrorLaunchFailure, "deadlock: threads wait at a barrier or warp intrinsic that "
                                        "the other threads never reach");
+#if defined(HARNESS_TSAN)
+  __tsan_acquire(&g_tsan_block_end);
+#endif
   for (void* p : b.shared) std::free(p);
   b.shared.clear();
   b.shared_sizes.clear();
