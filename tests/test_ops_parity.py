@@ -9,6 +9,9 @@ Triton) is skipped with the registry's reason; so is a call it declines. ``forwa
 ``no_grad`` (the decoding path); ``backward`` builds the graph and compares the gradients too.
 Seeds: the shape cases run at 0, 7 and a fresh one; every other case draws a fresh seed each
 run, named in a failure (replay it with ``DNERV_TEST_SEED``).
+Without a GPU the CUDA column runs the unmodified CUDA kernels on CPU tensors through the
+harness in tests/cuda_harness (threads as interleaved fibers; see test_cuda_harness.py), with
+the launch configurations the real launchers choose.
 Backend-specific behaviour that is not parity stays in tests/test_ops_{cpu,triton,cuda}.py.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Callable
 import pytest
 import torch
 
+import cuda_harness
 from dnerv_fast.ops import registry
 from op_cases import (SAF_SHAPES, TAIL_SHAPES, TOLERANCES, WARP_SHAPES, assert_parity,
                       channels_last, fresh_seed, moved, off_grid, op_args, reference_op,
@@ -129,6 +133,17 @@ def _matrix() -> list:
                             backend, case, seed, dtype, direction,
                             id=f"{backend}-{case.op}-{case.name}-seed{seed}-{_dtype_id(dtype)}-{direction}"))
     return params
+
+
+@pytest.fixture(autouse=True)
+def _cuda_column_on_cpu(request):
+    """Without a GPU, the ``cuda`` backend's tests run its kernels through the CUDA harness."""
+    params = getattr(request.node, "callspec", None)
+    if params is None or params.params.get("backend") != "cuda" or torch.cuda.is_available():
+        yield
+        return
+    with cuda_harness.emulated_cuda_backend():
+        yield
 
 
 @functools.cache
