@@ -114,6 +114,19 @@ def conv_head(parts: Sequence[torch.Tensor], w1: torch.Tensor, b1: torch.Tensor 
     return _OVERLOADS["conv_head"](list(parts), w1, b1, w2, b2)
 
 
+def pinned(backend: str) -> tuple[Callable[..., torch.Tensor], ...]:
+    """``flow_warp, saf_modulate, upsample_tail`` run with backend ``backend`` in force (a
+    backend module's entry points, for tests and benchmarks that name a backend)."""
+    def make(op: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def run(*args):
+            with registry.use_backend(backend):
+                return op(*args)
+        run.__name__ = run.__qualname__ = op.__name__
+        run.__doc__ = f"{op.__name__} on the {backend} backend (see dnerv_fast.ops.{op.__name__})."
+        return run
+    return tuple(make(op) for op in (flow_warp, saf_modulate, upsample_tail))
+
+
 # --- the custom ops ------------------------------------------------------------------------
 
 def _run(op: str, phase: str, args: Sequence, call: Callable, backend: str | None = None):

@@ -66,6 +66,11 @@ class BackendSpec:
     def runs_on(self, device_type: str) -> bool:
         return any(caps.runs_on(device_type) for caps in self.kernels.values())
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Its first kernel's capabilities, what its fused ops run (per op: ``kernels``)."""
+        return next(iter(self.kernels.values()))
+
 
 _HALF_AND_FP32 = (torch.float32, torch.float16, torch.bfloat16)
 _ALL_DEVICES = Capabilities(("cpu", "cuda", "meta"), one_dtype=False)
