@@ -129,19 +129,16 @@ def pinned(backend: str) -> tuple[Callable[..., torch.Tensor], ...]:
 
 # --- the custom ops ------------------------------------------------------------------------
 
-def _run(op: str, phase: str, args: Sequence, call: Callable, backend: str | None = None):
-    """``call(kernel)`` with the kernel the registry chooses; on a launch failure, again with
-    the backend that takes over."""
-    name, kernel = registry.kernel(op, phase, args, backend=backend)
+def _after_launch_failure(op: str, phase: str, args: Sequence, call: Callable, name: str,
+                          exc: BaseException):
+    """``call(kernel)`` on the backend that takes over from ``name``, which failed to launch
+    (and again, should that one fail too)."""
+    nxt = registry.launch_failed(name, registry.first_device(args), op, exc)
+    name, kernel = registry.kernel(op, phase, args, backend=nxt)
     try:
         return call(kernel)
-    except registry.launch_errors(name) as exc:
-        nxt = registry.launch_failed(name, registry.first_device(args), op, exc)
-        return _run(op, phase, args, call, nxt)
-
-
-def _forward(op: str, args: Sequence, flags: dict) -> torch.Tensor:
-    return _run(op, "forward", args, lambda kernel: kernel(*args, **flags))
+    except registry.launch_errors(name) as again:
+        return _after_launch_failure(op, phase, args, call, name, again)
 
 
 def _backward(op: str, grad: torch.Tensor, args: Sequence, needs: Sequence[bool],
@@ -149,7 +146,11 @@ def _backward(op: str, grad: torch.Tensor, args: Sequence, needs: Sequence[bool]
     """Gradients of the needed differentiable arguments, contiguous, in their dtypes."""
     slots = OPS[op]
     needs = tuple(bool(n) and args[i] is not None for n, i in zip(needs, slots))
-    grads = _run(op, "backward", args, lambda kernel: kernel(grad, *args, needs), backend)
+    name, kernel = registry.kernel(op, "backward", args, backend=backend)
+    try:
+        grads = kernel(grad, *args, needs)
+    except registry.launch_errors(name) as exc:
+        grads = _after_launch_failure(op, "backward", args, lambda k: k(grad, *args, needs), name, exc)
     out = []
     for g, need, i in zip(grads, needs, slots):
         if need:
@@ -171,7 +172,11 @@ def _fake(op: str, args: Sequence, flags: dict) -> torch.Tensor:
 
 def _register(op: str) -> Callable:
     def impl(*args, **flags):
-        return _forward(op, args, flags)
+        name, kernel = registry.kernel(op, "forward", args)  # the backend's <op>_forward
+        try:
+            return kernel(*args, **flags)
+        except registry.launch_errors(name) as exc:
+            return _after_launch_failure(op, "forward", args, lambda k: k(*args, **flags), name, exc)
 
     fwd = torch.library.custom_op(f"dnerv_fast::{op}", impl, mutates_args=(),
                                   schema=f"({_ARGS[op]}{_FLAGS.get(op, '')}) -> Tensor")
