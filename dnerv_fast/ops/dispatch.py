@@ -209,7 +209,12 @@ def _register(op: str) -> Callable:
         args = [ctx.constants[i] if i in ctx.constants else next(tensors)
                 for i in range(len(ctx.saved_tensors) + len(ctx.constants))]
         needs = [bool(ctx.needs_input_grad[i]) and args[i] is not None for i in slots]
-        got = iter(backward_op(grad, *args, needs, ctx.backend))
+        if registry.choose(op, args, backend=ctx.backend) == "reference":
+            # Autograd through the reference: here, because inside a custom op's
+            # implementation the ops below record no autograd graph.
+            got = iter(_backward(op, grad, args, needs, "reference"))
+        else:
+            got = iter(backward_op(grad, *args, needs, ctx.backend))
         grads = {i: next(got) for need, i in zip(needs, slots) if need}
         return tuple(grads.get(i) for i in range(len(args)))
 
