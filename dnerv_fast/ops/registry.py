@@ -87,7 +87,10 @@ _TRITON = Capabilities(("cuda",), _HALF_AND_FP32, cpu_when="TRITON_INTERPRET")
 BACKENDS: dict[str, BackendSpec] = {
     spec.name: spec for spec in (
         BackendSpec("reference", "dnerv_fast.ops.reference", _same(OPS, _ALL_DEVICES)),
-        BackendSpec("cuda", "dnerv_fast.ops.cuda_backend", _same(_FUSED, _CUDA)),
+        BackendSpec("cuda", "dnerv_fast.ops.cuda_backend", {
+            **_same(_FUSED, _CUDA),
+            # No tensor-core path in the SAF GEMM (see cuda_backend): half types run elsewhere.
+            "saf_modulate": Capabilities(("cuda",), (torch.float32, torch.float64))}),
         BackendSpec("triton", "dnerv_fast.ops.triton_backend", {
             # Flow and t are read as float32 whatever their type: only the features must agree.
             "flow_warp": Capabilities(("cuda",), _HALF_AND_FP32, one_dtype_args=(0, 1),
