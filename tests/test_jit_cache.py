@@ -103,8 +103,8 @@ def test_a_second_checkout_reuses_the_build(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(torch.utils.cpp_extension, "load", fake_load)
     for checkout in ("one", "two"):
-        monkeypatch.setattr(_jit, "source_dir", lambda c=checkout: _copy_sources(tmp_path / c)
-                            if not (tmp_path / c).exists() else tmp_path / c)
+        copy = _copy_sources(tmp_path / checkout)
+        monkeypatch.setattr(_jit, "source_dir", lambda copy=copy: copy)
         _jit._build("fake_ext", ["cpu_warp.cpp"], extra_cflags=["-O3"], what="cpu")
     assert calls[0] == calls[1] and str(calls[0][0]) in calls[0][1][0]
     assert capsys.readouterr().err.count("compiling") == 1

@@ -103,5 +103,5 @@ def test_use_backend_routes_public_ops():
 def test_mixed_dtypes_fall_back():
     from dnerv_fast.ops import registry
     x, fused, w, b = saf_inputs((1, 2, 2, 3, 3, 4), 2)
-    assert registry.not_supported_reasons("cpu", cpu, "saf_modulate", (x.float(), fused.double(), w, b))
-    assert registry.not_supported_reasons("cpu", cpu, "saf_modulate", (x, fused, w, None)) == []
+    assert registry.not_supported_reasons("cpu", "saf_modulate", (x.float(), fused.double(), w, b))
+    assert registry.not_supported_reasons("cpu", "saf_modulate", (x, fused, w, None)) == []
