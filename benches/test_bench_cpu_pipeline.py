@@ -36,7 +36,6 @@ import torch
 
 from composed_dnerv import composed_forward
 from dnerv_fast import DNeRV, ops
-from dnerv_fast.ops import cpu_heads, cpu_winograd
 from dnerv_fast.profiling.decode_speed import _clip_workload
 from dnerv_fast.train.loss import reconstruction_loss
 from results import record
@@ -63,20 +62,11 @@ def _record(name: str, workload: str, info: dict[str, float]) -> None:
 @contextlib.contextmanager
 def _variant(variant: str) -> Iterator[None]:
     """Run the enclosed code as ``variant``: its backend, and for ``cpu_fused_ops`` the
-    Winograd convolutions and fused heads switched off (both read their switch per call)."""
-    switches = (cpu_winograd.ENV_VAR, cpu_heads.ENV_VAR) if variant == "cpu_fused_ops" else ()
-    saved = {name: os.environ.get(name) for name in switches}
-    os.environ.update({name: "off" for name in switches})
-    backend = "reference" if variant in ("research_layout", "eager_reference") else "cpu"
-    try:
-        with ops.use_backend(backend):
-            yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    Winograd convolutions and fused heads switched off."""
+    choice = {"research_layout": "reference", "eager_reference": "reference",
+              "cpu_fused_ops": "cpu,-block_conv3x3,-conv_head"}.get(variant, "cpu")
+    with ops.use_backend(choice):
+        yield
 
 
 def _interleaved(benchmark, run: Callable[[str], None], rounds: int) -> dict[str, float]:

@@ -1,10 +1,10 @@
 """Per-call dispatch overhead of the public ops on tiny tensors (the kernel time is negligible).
 
-Three ways to run the same kernel, one benchmark group per op and autograd mode:
-``public`` (``dnerv_fast.ops.<op>``: input checks, backend choice, autograd wrapper),
-``backend`` (the backend module's autograd entry point) and ``kernel`` (its raw forward, no
-autograd). ``public - kernel`` is the whole per-call cost of the dispatch glue; the
-target is at most 10 microseconds. Runs on the fast backend auto picks for the device.
+Two ways to run the same kernel, one benchmark group per op and autograd mode: ``public``
+(``dnerv_fast.ops.<op>``: input checks, the ``torch.library`` custom op, the registry's
+choice, autograd where a graph is built) and ``kernel`` (the backend's raw forward, no
+autograd). ``public - kernel`` is the whole per-call cost of the dispatch glue; the target is
+at most 10 microseconds. Runs on the fast backend auto picks for the device.
 Run: ``pytest benches/test_bench_dispatch.py --benchmark-enable --benchmark-columns=min,median``.
 """
 from __future__ import annotations
@@ -33,13 +33,11 @@ def _variant(op: str, how: str):
     module = ops.load_backend(BACKEND)
     if how == "public":
         return getattr(ops, op)
-    if how == "backend":
-        return getattr(module, op)
     forward = getattr(module, f"{op}_forward")
-    return (lambda *a: forward(*a, True)) if op == "saf_modulate" else forward
+    return (lambda *a: forward(*a, decoding=True)) if op == "saf_modulate" else forward
 
 
-@pytest.mark.parametrize("how", ["public", "backend", "kernel"])
+@pytest.mark.parametrize("how", ["public", "kernel"])
 @pytest.mark.parametrize("op", ["flow_warp", "saf_modulate", "upsample_tail"])
 def test_dispatch_no_grad(benchmark, op, how):
     benchmark.group = f"dispatch {op} no_grad ({BACKEND})"
@@ -49,7 +47,7 @@ def test_dispatch_no_grad(benchmark, op, how):
         benchmark(fn, *args)
 
 
-@pytest.mark.parametrize("how", ["public", "backend"])
+@pytest.mark.parametrize("how", ["public"])
 def test_dispatch_building_a_graph(benchmark, how):
     benchmark.group = f"dispatch flow_warp with autograd ({BACKEND})"
     fn = _variant("flow_warp", how)

@@ -1,4 +1,4 @@
-"""Winograd 3x3 block convolutions (dnerv_fast.ops.cpu_winograd) against oneDNN (F.conv3d).
+"""Winograd 3x3 block convolutions (dnerv_fast.ops.cpu_backend) against oneDNN (F.conv3d).
 
 Every block shape of UVG-XS, -M and -L, one clip (8 frames), fp32, no autograd; one
 benchmark group per shape, so the medians of oneDNN, F(2x2) and F(4x4) sit side by side. The
@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from dnerv_fast.configs import get_config
-from dnerv_fast.ops import cpu_backend, cpu_winograd
+from dnerv_fast import ops
+from dnerv_fast.ops import cpu_backend
 
-pytestmark = pytest.mark.skipif(cpu_winograd.extension() is None, reason="CPU extension not built here")
+pytestmark = pytest.mark.skipif("cpu" not in ops.available_backends("cpu"), reason="CPU extension not built here")
 
 
 def block_shapes(size: str) -> list[tuple[int, int, int, int, int]]:
@@ -48,7 +49,7 @@ def test_block_conv(benchmark, case, impl):
         fn = lambda: F.conv3d(x, weight, None, padding=(0, 1, 1))  # noqa: E731
     else:
         tile = int(impl[-1])
-        fn = lambda: cpu_winograd.conv3x3(x, weight, tile=tile)  # noqa: E731
+        fn = lambda: cpu_backend.winograd_conv3x3(x, weight, tile=tile)  # noqa: E731
     with torch.no_grad():
         fn()
         benchmark.pedantic(fn, rounds=7, warmup_rounds=2)

@@ -80,21 +80,16 @@ def _function(spec: str) -> Callable:
 
 
 def backends_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = "The fused-op backends that load here, and the one auto picks per device."
+    p.description = ("Every backend and kernel of the fused ops, what each runs, and whether it is "
+                     "used here (and why not).")
 
 
 def run_backends(args: argparse.Namespace) -> int:
     import torch
 
     from .ops import registry
-    print(f"requested: {registry.requested_backend()} (set {registry.ENV_VAR} or use --backend "
-          f"where offered)")
-    for name, runs, state in registry.status():
-        print(f"{name:<10} {state}\n{'':<10} runs on {runs}")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
-        chosen, _ = registry.resolve(device)
-        print(f"{device}: available {registry.available_backends(device)}; auto picks {chosen!r}")
+    print("\n".join(registry.report(devices)))
     return 0
 
 

@@ -22,9 +22,19 @@ import torch.nn.functional as F
 
 from dnerv_fast import ops
 from dnerv_fast.model.layers import Head
-from dnerv_fast.ops import cpu_heads, cpu_winograd
+from dnerv_fast.ops import cpu_backend, reference, registry
 
-pytestmark = pytest.mark.skipif(cpu_winograd.extension() is None, reason="CPU extension not built here")
+pytestmark = pytest.mark.skipif("cpu" not in ops.available_backends("cpu"), reason="CPU extension not built here")
+
+
+def _extension():
+    return cpu_backend.extension("cpu")
+
+
+def _takes_kernel(parts, squeeze, spatial) -> bool:
+    """Whether the registry gives this head call to the cpu kernel."""
+    args = (list(parts), squeeze.weight, squeeze.bias, spatial.weight, spatial.bias)
+    return registry.choose("conv_head", args, ops.dispatch._building_graph(*parts, squeeze.weight)) == "cpu"
 
 
 def _head_weights(g: torch.Generator, c: int, hidden: int, out: int, bias: bool):
@@ -49,9 +59,9 @@ def test_fused_head_matches_reference(dims, out, split, bias):
     if c0 < C:
         parts += (torch.randn(B, C - c0, T, H, W, generator=g),)
     w1, b1, w2, b2 = _head_weights(g, C, hidden, out, bias)
-    y = cpu_heads.fused_head(parts, w1, b1, w2, b2)
+    y = cpu_backend.conv_head_forward(parts, w1, b1, w2, b2)
     d = lambda t: t.double() if t is not None else None  # noqa: E731
-    ref = cpu_heads.reference_head(tuple(p.double() for p in parts), d(w1), d(b1), d(w2), d(b2))
+    ref = reference.conv_head(tuple(p.double() for p in parts), d(w1), d(b1), d(w2), d(b2))
     torch.testing.assert_close(y.double(), ref, atol=1e-5, rtol=1e-5)
 
 
@@ -72,7 +82,7 @@ def test_head_module_decodes_with_the_kernel_and_trains_eagerly(extra):
         eager = spatial(F.gelu(squeeze.pointwise(*parts)))
     torch.testing.assert_close(fast, eager, atol=1e-5, rtol=1e-5)
     with ops.use_backend("cpu"):                       # autograd graph: the eager head
-        assert cpu_heads.head(parts, squeeze.weight, squeeze.bias, spatial.weight, spatial.bias) is None
+        assert not _takes_kernel(parts, squeeze, spatial)
         loss = head(*parts).square().sum()
     loss.backward()
     assert squeeze.weight.grad is not None and spatial.weight.grad is not None
@@ -85,13 +95,14 @@ def test_other_dtypes_use_the_eager_head(dtype):
     parts = tuple(p.to(dtype) for p in parts)
     squeeze, _, spatial = head.conv
     with ops.use_backend("cpu"), torch.no_grad():
-        assert cpu_heads.head(parts, squeeze.weight, squeeze.bias, spatial.weight, spatial.bias) is None
+        assert not _takes_kernel(parts, squeeze, spatial)
         assert head(*parts).dtype == dtype
 
 
 def test_failed_extension_uses_the_eager_head_with_one_warning(monkeypatch):
-    monkeypatch.setattr(cpu_winograd, "_extension", None)
-    monkeypatch.setattr(cpu_winograd, "_failed", False)
+    for name in ("_loaded", "_failed", "_resolved"):
+        monkeypatch.setattr(registry, name, {})
+    monkeypatch.setattr(registry, "_warned", set())
 
     def broken():
         raise OSError("cannot build")
@@ -115,7 +126,7 @@ def _float_sweep(step: int) -> torch.Tensor:
 
 
 def test_vectorised_erf_is_within_two_ulp():
-    ext = cpu_winograd.extension()
+    ext = _extension()
     x = _float_sweep(61)
     y = ext.simd_erf(x).double()
     ref = torch.special.erf(x.double())
@@ -128,7 +139,7 @@ def test_vectorised_erf_is_within_two_ulp():
 
 def test_vectorised_gelu_grad_matches_float64():
     """GELU'(x) = Phi(x) + x phi(x) through the vectorised erf and exp (upsample_tail's backward)."""
-    ext = cpu_winograd.extension()
+    ext = _extension()
     x = _float_sweep(997)
     x = x[x.abs() < 1e6]
     xd = x.double()
@@ -138,7 +149,7 @@ def test_vectorised_gelu_grad_matches_float64():
 
 
 def test_vectorised_gelu_matches_float64():
-    ext = cpu_winograd.extension()
+    ext = _extension()
     x = _float_sweep(997)
     x = x[x.abs() < 1e6]                              # GELU(-inf) is NaN in every definition
     ref = F.gelu(x.double())

@@ -1,4 +1,5 @@
-"""The kernels' build cache: one folder per install and toolchain, a message only on a compile."""
+"""The kernels' build cache: one folder per content and toolchain (not per install), a message
+only on a compile."""
 from __future__ import annotations
 
 import shutil
@@ -21,26 +22,25 @@ def _copy_sources(folder: Path) -> Path:
     return folder
 
 
-def test_build_key_separates_installs_sources_flags_and_toolchains(tmp_path):
+def test_build_key_separates_sources_flags_and_toolchains_not_installs(tmp_path):
     a, b = _copy_sources(tmp_path / "a"), _copy_sources(tmp_path / "b")
 
-    def key(name="ext", src=a, sources=("cpu_ops.cpp",), flags=FLAGS, **tools):
+    def key(name="ext", src=a, sources=("cpu_warp.cpp",), flags=FLAGS, **tools):
         return _jit.build_key(name, src, sources, flags, {**TOOLS, **tools})
 
     first = key()
-    assert first == key()                                          # stable
-    others = {key(src=b),                                          # another install
-              key(flags=[["-O2"], [], ["-fopenmp"]]),
+    assert first == key() == key(src=b)                            # stable; a second checkout
+    others = {key(flags=[["-O2"], [], ["-fopenmp"]]),
               key(flags=[["-O3", "-fopenmp"], [], []]),            # same flags, other place
               key(torch="2.14.0+cpu"), key(cuda="12.8"), key(python="cpython-312"),
-              key(name="other"), key(sources=("cpu_ops.cpp", "cuda_binding.cpp"))}
+              key(name="other"), key(sources=("cpu_warp.cpp", "cuda_binding.cpp"))}
     (a / "cuda_warp.cu").write_text((a / "cuda_warp.cu").read_text() + "\n// edited\n")
     assert key() == first                                          # not a source of this one
     (a / "dnerv_math.h").write_text((a / "dnerv_math.h").read_text() + "\n// edited\n")
     others.add(key())                                              # any header's contents
-    (a / "cpu_ops.cpp").write_text((a / "cpu_ops.cpp").read_text() + "\n// edited\n")
+    (a / "cpu_warp.cpp").write_text((a / "cpu_warp.cpp").read_text() + "\n// edited\n")
     others.add(key())                                              # a source's contents
-    assert first not in others and len(others) == 10
+    assert first not in others and len(others) == 9
 
 
 def test_build_root_honours_our_variable_then_xdg(monkeypatch, tmp_path):
@@ -63,7 +63,7 @@ def test_compiling_message_only_when_a_build_happens(monkeypatch, tmp_path, caps
     monkeypatch.setattr(torch.utils.cpp_extension, "load", fake_load)
 
     def build(flags: list[str]) -> object:
-        return _jit._build("fake_ext", ["cpu_ops.cpp"], extra_cflags=flags, what="cpu")
+        return _jit._build("fake_ext", ["cpu_warp.cpp"], extra_cflags=flags, what="cpu")
 
     assert build(["-O3"]) == "fake_ext"
     err = capsys.readouterr().err
@@ -88,3 +88,23 @@ def test_a_second_interpreter_loads_the_built_kernels_silently():
 def test_missing_source_is_named():
     with pytest.raises(FileNotFoundError, match="nope.cpp"):
         _jit._build("x", ["nope.cpp"], extra_cflags=[], what="cpu")
+
+
+def test_a_second_checkout_reuses_the_build(monkeypatch, tmp_path, capsys):
+    """Same sources elsewhere (a reinstall in editable mode, another clone): same folder, the
+    sources compiled from the folder's own copy, so neither the key nor ninja sees a change."""
+    monkeypatch.setenv(_jit.BUILD_DIR_ENV, str(tmp_path / "cache"))
+    calls = []
+
+    def fake_load(*, name, build_directory, sources, **_):
+        calls.append((Path(build_directory), sources))
+        (Path(build_directory) / f"{name}{torch.utils.cpp_extension.LIB_EXT}").touch()
+        return name
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", fake_load)
+    for checkout in ("one", "two"):
+        copy = _copy_sources(tmp_path / checkout)
+        monkeypatch.setattr(_jit, "source_dir", lambda copy=copy: copy)
+        _jit._build("fake_ext", ["cpu_warp.cpp"], extra_cflags=["-O3"], what="cpu")
+    assert calls[0] == calls[1] and str(calls[0][0]) in calls[0][1][0]
+    assert capsys.readouterr().err.count("compiling") == 1

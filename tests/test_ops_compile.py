@@ -1,7 +1,7 @@
 """The fused ops under torch.compile: torch.library registration, no graph breaks, same results.
 
 The ops are the custom ops ``dnerv_fast::<op>`` (+ ``<op>_backward``) while Dynamo traces
-(dnerv_fast/ops/_library.py). Checked here on CPU: the registrations themselves (opcheck:
+(dnerv_fast/ops/dispatch.py), eagerly too. Checked here on CPU: the registrations themselves (opcheck:
 schema, fake tensors, autograd), compiled-vs-eager equality of each op forward and backward
 through the compiled-backend path, and the whole model's ``decode_clips`` traced with 0 graph
 breaks through the fast CPU backend and the reference (the Triton kernels under the
@@ -36,7 +36,8 @@ def _leaves(args: list) -> list:
 @pytest.mark.parametrize("op", ["flow_warp", "saf_modulate", "upsample_tail"])
 def test_custom_op_registration_passes_opcheck(op):
     args = _leaves(_op_cases()[op])
-    torch.library.opcheck(getattr(torch.ops.dnerv_fast, op).default, (*args, "cpu"))
+    with ops.use_backend("cpu"):
+        torch.library.opcheck(getattr(torch.ops.dnerv_fast, op).default, tuple(args))
 
 
 def _backends() -> list[str]:

@@ -170,7 +170,7 @@ def _loaded(backend: str) -> tuple[ModuleType, str]:
 
 def _skip_unless_supported(backend: str, module: ModuleType, op: str, args: list,
                            dtype: torch.dtype, device: str) -> None:
-    reasons = registry.not_supported_reasons(backend, module, op, moved(args, device, dtype))
+    reasons = registry.not_supported_reasons(backend, op, moved(args, device, dtype))
     if reasons:
         pytest.skip(f"backend {backend!r} declines this call: {'; '.join(reasons)}")
 

@@ -132,16 +132,34 @@ def test_capabilities_are_data_with_reasons():
     import torch
 
     from dnerv_fast.ops import registry
-    caps = registry.BACKENDS["triton"].capabilities
+    caps = registry.BACKENDS["triton"].kernels
     x = torch.zeros(1, 2, 1, 2, 2, dtype=torch.float64)
-    reasons = caps.not_supported_reasons("saf_modulate", (x, x.float(), torch.zeros(4, 2), None))
+    reasons = caps["saf_modulate"].not_supported_reasons((x, x.float(), torch.zeros(4, 2), None))
     assert any("float64" in r for r in reasons) and any("mixed dtypes" in r for r in reasons)
     half = torch.zeros(1, 2, 2, 2, dtype=torch.float16)
     coords = (torch.zeros(1, 4, 1, 2, 2), torch.zeros(1, 1))     # flow and t may be float32
-    assert caps.not_supported_reasons("flow_warp", (half, half, *coords)) == []
-    assert registry.BACKENDS["reference"].capabilities.not_supported_reasons(
-        "saf_modulate", (x, x.float(), torch.zeros(4, 2), None)) == []
-    assert "cpu with TRITON_INTERPRET=1" in caps.describe()
+    assert caps["flow_warp"].not_supported_reasons((half, half, *coords)) == []
+    assert registry.BACKENDS["reference"].kernels["saf_modulate"].not_supported_reasons(
+        (x, x.float(), torch.zeros(4, 2), None)) == []
+    assert "cpu with TRITON_INTERPRET=1" in caps["saf_modulate"].describe()
+    # every fast path is an entry: the decoding-only CPU kernels too, and half SAF is not CUDA's
+    cpu = registry.BACKENDS["cpu"].kernels
+    assert not cpu["block_conv3x3"].backward and cpu["block_conv3x3"].min_frame_side == 8
+    assert not cpu["conv_head"].backward
+    assert torch.bfloat16 not in registry.BACKENDS["cuda"].kernels["saf_modulate"].dtypes
+
+
+def test_unknown_backend_in_the_environment_warns_once_and_uses_auto(monkeypatch):
+    monkeypatch.setenv(ops.ENV_VAR, "bogus")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ops.requested_backend() == "auto"
+        assert ops.requested_backend() == "auto"
+    messages = [str(c.message) for c in caught]
+    assert len(messages) == 1 and "bogus" in messages[0] and "reference" in messages[0], messages
+    monkeypatch.setenv(ops.ENV_VAR, "cpu,-block_conv3x3")
+    from dnerv_fast.ops import registry
+    assert registry.request() == registry.Request("cpu", frozenset({"block_conv3x3"}))
 
 
 def test_backends_command_shows_every_backend_and_why_it_is_unavailable(capsys):
@@ -150,5 +168,7 @@ def test_backends_command_shows_every_backend_and_why_it_is_unavailable(capsys):
     out = capsys.readouterr().out
     for name in ("reference", "cpu", "cuda", "triton"):
         assert any(line.startswith(name + " ") for line in out.splitlines()), out
+    for op in ("flow_warp", "saf_modulate", "upsample_tail", "block_conv3x3", "conv_head"):
+        assert any(line.strip().startswith(op + " ") for line in out.splitlines()), out
     cuda = next(line for line in out.splitlines() if line.startswith("cuda "))
     assert "loaded" in cuda or "unavailable" in cuda

@@ -8,6 +8,7 @@ over C_in up to 426 (uvg-M stage 1).
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -15,17 +16,30 @@ import torch
 import torch.nn.functional as F
 
 from dnerv_fast import DNeRV, ops
-from dnerv_fast.ops import cpu_winograd as wg
+from dnerv_fast.ops import cpu_backend as wg
+from dnerv_fast.ops import registry
 
-pytestmark = pytest.mark.skipif(wg.extension() is None, reason="CPU extension not built here")
+pytestmark = pytest.mark.skipif("cpu" not in ops.available_backends("cpu"), reason="CPU extension not built here")
+
+
+def reference_conv3x3(x, weight, bias=None):
+    """What the Winograd kernel computes, in plain PyTorch."""
+    if x.dim() == 5:
+        return F.conv3d(x, weight.view(*weight.shape[:2], 1, 3, 3), bias, padding=(0, 1, 1))
+    return F.conv2d(x, weight.view(*weight.shape[:2], 3, 3), bias, padding=1)
+
+
+def _eligible(x, w) -> bool:
+    """Whether the registry gives this block conv to the Winograd kernel."""
+    return registry.choose("block_conv3x3", (x, w), ops.dispatch._building_graph(x, w)) == "cpu"
 
 REL = {2: 1e-6, 4: 1e-5}
 
 
 def _check(y: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, tile: int) -> None:
     x64, w64 = x.double(), w.double()
-    ref = wg.reference_conv3x3(x64, w64, b.double() if b is not None else None)
-    scale = wg.reference_conv3x3(x64.abs(), w64.abs())
+    ref = reference_conv3x3(x64, w64, b.double() if b is not None else None)
+    scale = reference_conv3x3(x64.abs(), w64.abs())
     err = (y.double() - ref).abs()
     assert y.shape == ref.shape
     assert (err <= REL[tile] * scale + 1e-30).all(), f"max error {(err / scale.clamp_min(1e-30)).max():.2e} of |x|*|w|"
@@ -41,7 +55,7 @@ def test_matches_conv2d_odd_sizes(tile, shape, bias):
     x = torch.randn(N, cin, H, W, generator=g)
     w = torch.randn(cout, cin, 3, 3, generator=g)
     b = torch.randn(cout, generator=g) if bias else None
-    y = wg.conv3x3(x, w, b, tile)
+    y = wg.winograd_conv3x3(x, w, b, tile)
     assert y.is_contiguous(memory_format=torch.channels_last)
     _check(y, x, w, b, tile)
 
@@ -56,7 +70,7 @@ def test_frames_of_5d_input_any_layout(tile, layout):
     elif layout == "strided":
         x = torch.randn(2, 21, 3, 11, 28, generator=g)[..., ::2]
     w = torch.randn(36, 21, 1, 3, 3, generator=g)
-    y = wg.conv3x3(x, w, tile=tile)
+    y = wg.winograd_conv3x3(x, w, tile=tile)
     assert y.is_contiguous(memory_format=torch.channels_last_3d)
     _check(y, x, w, None, tile)
 
@@ -73,24 +87,25 @@ def test_transformed_weights_cached_until_the_weight_changes():
     conv.load_state_dict({"weight": torch.randn(16, 8, 1, 3, 3)})
     x = torch.randn(1, 8, 2, 9, 9)
     with torch.no_grad():
-        _check(wg.conv3x3(x, conv.weight), x, conv.weight, None, wg.TILE)
+        _check(wg.winograd_conv3x3(x, conv.weight), x, conv.weight, None, wg.WINOGRAD_TILE)
 
 
 def test_block_conv_rule_and_fallbacks():
     w = torch.randn(12, 8, 1, 3, 3, requires_grad=True)
     big, small = torch.randn(1, 8, 2, 16, 16), torch.randn(1, 8, 2, 4, 5)
     with ops.use_backend("cpu"), torch.no_grad():
-        assert wg._eligible(big, w) and not wg._eligible(small, w)
-        assert not wg._eligible(big.double(), w.double())
+        assert _eligible(big, w) and not _eligible(small, w)
+        assert not _eligible(big.double(), w.double())
     with ops.use_backend("cpu"):
-        assert not wg._eligible(big, w)                      # grad mode with a weight that needs grad
+        assert not _eligible(big, w)                      # grad mode with a weight that needs grad
     with ops.use_backend("reference"), torch.no_grad():
-        assert not wg._eligible(big, w)
+        assert not _eligible(big, w)
 
 
 def test_failed_extension_falls_back_with_one_warning(monkeypatch):
-    monkeypatch.setattr(wg, "_extension", None)
-    monkeypatch.setattr(wg, "_failed", False)
+    for name in ("_loaded", "_failed", "_resolved"):
+        monkeypatch.setattr(registry, name, {})
+    monkeypatch.setattr(registry, "_warned", set())
 
     def broken():
         raise RuntimeError("no compiler")
@@ -99,9 +114,9 @@ def test_failed_extension_falls_back_with_one_warning(monkeypatch):
     x, w = torch.randn(1, 4, 2, 16, 16), torch.randn(6, 4, 1, 3, 3)
     with ops.use_backend("cpu"), torch.no_grad(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        y1 = wg.block_conv3x3(x, w)
-        y2 = wg.block_conv3x3(x, w)
-    assert sum("Winograd" in str(c.message) for c in caught) == 1
+        y1 = ops.block_conv3x3(x, w)
+        y2 = ops.block_conv3x3(x, w)
+    assert sum("unavailable" in str(c.message) for c in caught) == 1
     torch.testing.assert_close(y1, F.conv3d(x, w, None, padding=(0, 1, 1)))
     torch.testing.assert_close(y2, y1)
 
@@ -113,10 +128,11 @@ def test_model_decode_matches_direct_convolution(monkeypatch):
     embed = torch.randn(B, model.config.embed_length, T)
     keys = torch.randn(B, 3, 2, *model.config.patch_size)
     t = torch.rand(B, T)
-    with ops.use_backend("cpu"), torch.no_grad():
-        fast = model(embed, keys, t)
-        monkeypatch.setenv(wg.ENV_VAR, "off")
-        direct = model(embed, keys, t)
+    with torch.no_grad():
+        with ops.use_backend("cpu"):
+            fast = model(embed, keys, t)
+        with ops.use_backend("cpu,-block_conv3x3"):
+            direct = model(embed, keys, t)
     torch.testing.assert_close(fast, direct, atol=1e-5, rtol=0)
 
 
@@ -142,11 +158,11 @@ def test_real_video_psnr_within_a_hundredth_of_a_db(tmp_path, monkeypatch):
         mse = ((video.astype(np.float64) - truth) ** 2).reshape(frames, -1).mean(1)
         return float(np.mean(10 * np.log10(255 ** 2 / mse)))
 
-    with ops.use_backend("cpu"):
-        monkeypatch.setenv(wg.ENV_VAR, "off")
+    with ops.use_backend("cpu,-block_conv3x3"):
         direct = psnr(encoded.render(0))
-        monkeypatch.setenv(wg.ENV_VAR, "auto")
-        monkeypatch.setattr(wg, "MIN_SIDE", 1)
+    kernels = registry.BACKENDS["cpu"].kernels
+    monkeypatch.setitem(kernels, "block_conv3x3", dataclasses.replace(kernels["block_conv3x3"], min_frame_side=1))
+    with ops.use_backend("cpu"):
         for tile in (2, 4):
-            monkeypatch.setattr(wg, "TILE", tile)
+            monkeypatch.setattr(wg, "WINOGRAD_TILE", tile)
             assert abs(psnr(encoded.render(0)) - direct) < 0.01

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 
 #include "cpu_simd.h"
 
@@ -64,19 +65,6 @@ struct ErfTable {
 inline const ErfTable& erf_table() {
   static const ErfTable table;
   return table;
-}
-
-// table[idx] per lane (idx in [0, kLanes)).
-inline vf lookup(vf table, vi idx) {
-#if defined(__AVX512F__)
-  return _mm512_permutexvar_ps(reinterpret_cast<__m512i>(idx), table);
-#elif defined(__AVX2__)
-  return _mm256_permutevar8x32_ps(table, reinterpret_cast<__m256i>(idx));
-#else
-  vf out;
-  for (int k = 0; k < kLanes; ++k) out[k] = table[idx[k] & (kLanes - 1)];
-  return out;
-#endif
 }
 
 inline vf erf(vf x, const ErfTable& tab) {

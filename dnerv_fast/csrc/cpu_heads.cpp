@@ -3,7 +3,7 @@
 
 #include <ATen/Parallel.h>
 
-#include "cpu_extra.h"
+#include "cpu_binding.h"
 #include "cpu_gelu.h"
 #include "heads.h"
 

@@ -4,7 +4,7 @@
 
 #include <ATen/Parallel.h>
 
-#include "cpu_extra.h"
+#include "cpu_binding.h"
 #include "winograd.h"
 
 namespace {

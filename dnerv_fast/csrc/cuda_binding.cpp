@@ -134,8 +134,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "dnerv_fast CUDA kernels";
   m.attr("max_tail_t") = dnerv_cuda::kMaxTailT;
   m.def("flow_warp_forward", &flow_warp_forward);
-  m.def("flow_warp_backward", &flow_warp_backward);
-  m.def("saf_forward", &saf_forward);
+  m.def("flow_warp_backward", &flow_warp_backward, pybind11::arg("grad_out"), pybind11::arg("start"),
+        pybind11::arg("end"), pybind11::arg("flow"), pybind11::arg("t"), pybind11::kw_only(),
+        pybind11::arg("need_features"), pybind11::arg("need_flow_t"));
+  m.def("saf_forward", &saf_forward, pybind11::arg("x"), pybind11::arg("fused"), pybind11::arg("weight"),
+        pybind11::arg("bias"), pybind11::kw_only(), pybind11::arg("with_beta"), pybind11::arg("channels_last"));
   m.def("upsample_tail_forward", &upsample_tail_forward);
   m.def("upsample_tail_backward", &upsample_tail_backward);
 }

@@ -199,3 +199,19 @@ def saf_backward(grad_out: torch.Tensor, x: torch.Tensor, fused: torch.Tensor,
     if need_b:
         g_b = dstyle.sum(dim=(0, 2)).to(bias.dtype)
     return grads_x, g_fused, g_w, g_b
+
+
+def saf_grad_x(grad_out: torch.Tensor, fused: torch.Tensor, weight_gamma: torch.Tensor,
+               bias_gamma: torch.Tensor | None) -> torch.Tensor:
+    """``grad_out * (1 + gamma)`` with gamma = weight_gamma [C, K] @ fused (+ bias_gamma): the
+    gradient wrt x (the other SAF gradients are GEMMs, dnerv_fast.ops.reference)."""
+    B, C = grad_out.shape[:2]
+    K = fused.shape[1]
+    N = grad_out[0, 0].numel()
+    grad_out, fused, weight_gamma = grad_out.contiguous(), fused.contiguous(), weight_gamma.contiguous()
+    bias_arg = bias_gamma.contiguous() if bias_gamma is not None else weight_gamma
+    gx = torch.empty_like(grad_out)
+    _saf_bwd[_grid(B, C, N)](grad_out, grad_out, fused, weight_gamma, bias_arg, gx, grad_out, C, K, N,
+                             HAS_BIAS=bias_gamma is not None, UPCAST=_upcast(grad_out), NEED_X=True,
+                             NEED_GAMMA=False, PRECISION=_precision(grad_out))
+    return gx

@@ -36,8 +36,10 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
 
 
 def cast_floats(dtype: torch.dtype, *args: Any) -> tuple[Any, ...]:
-    """``args`` with every floating tensor in ``dtype`` (other values as they are)."""
-    return tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+    """``args`` with every floating tensor in ``dtype``, in tuples and lists too (other values
+    as they are)."""
+    return tuple(cast_floats(dtype, *a) if isinstance(a, (tuple, list)) else
+                 a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
                  for a in args)
 
 

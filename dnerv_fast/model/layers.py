@@ -4,11 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.profiler import record_function
 
 from .. import ops
-from ..ops.cpu_heads import head as fused_head
-from ..ops.cpu_winograd import block_conv3x3
 from .autocast import fused
 
 
@@ -42,13 +39,8 @@ class FrameConv(nn.Conv3d):
         return F.conv2d(x, self.weight[:, :, 0], self.bias, self.stride[1:], self.padding[1:])
 
     def pointwise(self, *parts: torch.Tensor) -> torch.Tensor:
-        """This 1x1 conv applied to ``torch.cat(parts, dim=1)`` without building the concatenation.
-
-        Per clip, one batched GEMM per part over its frames ([T, C, H*W] strided views of the
-        [C, T, H, W] part, no copy), accumulated into one output that starts from the bias.
-        The output is frame-major in memory ([B, T, C_out, H, W], returned as a
-        [B, C_out, T, H, W] view), so a per-frame conv after it needs no copy: the heads'
-        skinny 3x3 (UVG-M RGB head 1x1 at 256x320: 13.8 -> 7.1 ms with the copy it saves).
+        """This 1x1 conv applied to ``torch.cat(parts, dim=1)`` without building the concatenation
+        (:func:`dnerv_fast.ops.reference.pointwise_conv`: batched GEMMs, frame-major output).
         Under autocast the GEMMs run in its type, weights and parts cast first
         (:func:`~dnerv_fast.model.autocast.fused`): autocast leaves the in-place accumulation
         alone, which would then mix types.
@@ -60,29 +52,7 @@ class FrameConv(nn.Conv3d):
 
     def _pointwise(self, weight: torch.Tensor, bias: torch.Tensor | None,
                    *parts: torch.Tensor) -> torch.Tensor:
-        B, _, T, H, W = parts[0].shape
-        weight = weight.view(self.out_channels, -1)
-        bias = bias if bias is not None else weight.new_zeros(self.out_channels)
-        # unbind, not part[b]: in training, each part[b] would backward into a zero-filled
-        # copy of the whole part, one per clip (UVG-XS RGB head: four 84 MB fills a step).
-        per_clip = [part.unbind(0) for part in parts]
-        clips = []
-        for b in range(B):
-            out = None
-            first = 0
-            for clip_parts in per_clip:
-                part = clip_parts[b]
-                C = part.shape[0]
-                w = weight[:, first:first + C].expand(T, -1, -1)
-                frames = part.reshape(C, T, H * W).transpose(0, 1)
-                if out is None:
-                    out = torch.baddbmm(bias.view(1, -1, 1).expand(T, -1, H * W), w, frames)
-                else:
-                    out = out.baddbmm_(w, frames)
-                first += C
-            clips.append(out)
-        out = clips[0].unsqueeze(0) if B == 1 else torch.stack(clips)
-        return out.view(B, T, self.out_channels, H, W).transpose(1, 2)
+        return ops.reference.pointwise_conv(parts, weight, bias)
 
 
 class Stem(nn.Module):
@@ -133,13 +103,9 @@ class Head(nn.Module):
                                   FrameConv(in_chan // 4, out_chan, 3, padding=1))
 
     def forward(self, *parts: torch.Tensor) -> torch.Tensor:
-        """The head of ``torch.cat(parts, dim=1)``; the concatenation is never built (on CPU
-        decoding, one fused kernel: dnerv_fast.ops.cpu_heads)."""
-        squeeze, gelu, spatial = self.conv
-        fused = fused_head(parts, squeeze.weight, squeeze.bias, spatial.weight, spatial.bias)
-        if fused is not None:
-            return fused
-        return spatial(gelu(squeeze.pointwise(*parts)))
+        """The head of ``torch.cat(parts, dim=1)``; the concatenation is never built."""
+        squeeze, _, spatial = self.conv
+        return fused(ops.conv_head, parts, squeeze.weight, squeeze.bias, spatial.weight, spatial.bias)
 
 
 class ToStyle(nn.Module):
@@ -165,7 +131,6 @@ class DNeRVBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         x = fused(ops.saf_modulate, x, content, self.to_style.conv.weight, self.to_style.conv.bias)
-        with record_function("dnerv_fast::conv3x3"):
-            y = block_conv3x3(x, self.conv.weight)
+        y = ops.block_conv3x3(x, self.conv.weight)
         return fused(ops.upsample_tail, y, self.conv.bias, self.stride, self.tfc.weight,
                      self.tfc.bias)

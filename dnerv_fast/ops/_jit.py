@@ -1,11 +1,14 @@
 """Build the C++/CUDA extensions on first use (ninja via torch.utils.cpp_extension.load).
 
 Sources live in the installed package ``dnerv_fast.csrc``. Each extension is built once per
-install and toolchain into its own folder, ``ROOT/NAME-KEY``: ROOT is ``$DNERV_FAST_BUILD_DIR``
+content and toolchain into its own folder, ``ROOT/NAME-KEY``: ROOT is ``$DNERV_FAST_BUILD_DIR``
 when set, else ``$XDG_CACHE_HOME/dnerv_fast`` (``~/.cache/dnerv_fast``), and KEY hashes
-what the binary depends on (see :func:`build_key`). Installs and venvs therefore never
-rebuild each other, as they did in torch's one shared ``~/.cache/torch_extensions``. Old
-folders are never read again once a key changes; deleting ROOT is always safe.
+what the binary depends on (see :func:`build_key`), not where the sources are: the sources
+are copied into the folder and compiled from there, so a second checkout, a reinstall in
+editable mode or another venv with the same torch reuses the build instead of compiling
+again. Old folders are never read again once a key changes; deleting ROOT is always safe.
+
+:func:`extension` is the one loader of the backends (``extension("cpu")``, ``extension("cuda")``).
 """
 from __future__ import annotations
 
@@ -63,10 +66,10 @@ def toolchain() -> dict[str, str]:
 
 def build_key(name: str, src: Path, sources: Sequence[str], flags: Sequence[Sequence[str]],
               tools: Mapping[str, str]) -> str:
-    """Short hex digest of the extension name, the source folder's path (one key per
-    install), the contents of its ``sources`` and of every header in the folder, the
-    compiler and linker flags and the toolchain (:func:`toolchain`)."""
-    h = hashlib.sha256(json.dumps([name, str(src), [list(f) for f in flags],
+    """Short hex digest of the extension name, the names and contents of its ``sources`` and
+    of every header in ``src``, the compiler and linker flags and the toolchain
+    (:func:`toolchain`); not of ``src``'s path."""
+    h = hashlib.sha256(json.dumps([name, [list(f) for f in flags],
                                    sorted(tools.items())]).encode())
     headers = [p for p in src.iterdir() if p.suffix in HEADER_SUFFIXES]
     for path in sorted({*headers, *(src / s for s in sources)}):
@@ -92,7 +95,7 @@ def _build(name: str, sources: list[str], *, extra_cflags: list[str],
         raise FileNotFoundError(f"missing sources in {src}: {', '.join(missing)}")
     flags = [extra_cflags, extra_cuda_cflags or [], extra_ldflags or []]
     directory = build_root() / f"{name}-{build_key(name, src, sources, flags, toolchain())}"
-    directory.mkdir(parents=True, exist_ok=True)
+    copied = _copy_sources(src, sources, directory / "src")
     compiling = not (directory / f"{name}{LIB_EXT}").is_file()
     if compiling:
         print(f"dnerv_fast: compiling the {what} kernels into {directory} (once per install "
@@ -100,8 +103,8 @@ def _build(name: str, sources: list[str], *, extra_cflags: list[str],
     start = time.perf_counter()
     module = load(
         name=name,
-        sources=[str(src / s) for s in sources],
-        extra_include_paths=[str(src)],
+        sources=[str(copied / s) for s in sources],
+        extra_include_paths=[str(copied)],
         extra_cflags=extra_cflags,
         extra_cuda_cflags=extra_cuda_cflags,
         extra_ldflags=extra_ldflags,
@@ -114,9 +117,37 @@ def _build(name: str, sources: list[str], *, extra_cflags: list[str],
     return module
 
 
+def _copy_sources(src: Path, sources: Sequence[str], dest: Path) -> Path:
+    """The sources and headers, copied into ``dest`` (the build folder's, keyed by their
+    content) where a file differs: the compiler and ninja then see the same paths from any
+    checkout, so nothing is rebuilt for a new location."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in sorted({*(p for p in src.iterdir() if p.suffix in HEADER_SUFFIXES), *(src / s for s in sources)}):
+        target = dest / path.name
+        data = path.read_bytes()
+        if not target.is_file() or target.read_bytes() != data:
+            tmp = target.with_suffix(target.suffix + f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+    return dest
+
+
+def extension(kind: str) -> ModuleType:
+    """The compiled kernels of backend ``kind`` (``cpu`` or ``cuda``), built on first use."""
+    if kind == "cpu":
+        return cpu_extension()
+    if kind == "cuda":
+        return cuda_extension()
+    raise ValueError(f"no compiled extension for {kind!r}")
+
+
+CPU_SOURCES = ["cpu_binding.cpp", "cpu_warp.cpp", "cpu_saf.cpp", "cpu_tail.cpp", "cpu_winograd.cpp",
+               "cpu_heads.cpp"]
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_extension() -> ModuleType:
-    """The CPU kernels (``dnerv_fast/csrc/cpu_ops.cpp``), built with -O3, OpenMP and -march=native.
+    """The CPU kernels (``dnerv_fast/csrc/cpu_*.cpp``), built with -O3, OpenMP and -march=native.
 
     -fno-trapping-math and -fno-math-errno (as torch itself is built) let the GELU loops
     vectorise; they do not change results.
@@ -125,7 +156,7 @@ def cpu_extension() -> ModuleType:
     ``$DNERV_FAST_CPU_MARCH`` names another target (the build key covers it).
     """
     march = cpu_march()
-    return _build("dnerv_fast_cpu", ["cpu_ops.cpp", "cpu_winograd.cpp", "cpu_heads.cpp"],
+    return _build("dnerv_fast_cpu", CPU_SOURCES,
                   extra_cflags=["-O3", f"-march={march}", "-fopenmp", "-fno-trapping-math",
                                 "-fno-math-errno"],
                   extra_ldflags=["-fopenmp"], what=f"cpu ({march})" if march != "native" else "cpu")
