@@ -12,7 +12,8 @@ def test_profile_tiny_on_cpu_reports_fps_memory_and_breakdown():
     assert r["fps"] == r["clip"]["fps"] > 0 and r["clip"]["frames_per_call"] == 16
     assert r["full_frame"]["patches"] == 9 and r["full_frame"]["fps"] > 0
     stages = {row["stage"] for row in r["breakdown"]}
-    assert {"flow_warp", "saf_modulate", "upsample_tail", "block_conv3x3", "conv_head", "keyframe_encoder", "total"} <= stages
+    assert {"flow_warp", "saf_modulate", "upsample_tail", "block_conv3x3", "conv_head",
+            "keyframe_encoder", "total"} <= stages
     assert "peak_process_rss_mb" in r["memory"]
     assert "vs_fp32_reference" not in r  # the reference itself at fp32 needs no comparison
 

@@ -100,7 +100,7 @@ def test_overwrite_refuses_to_mix_png_frames_before_decoding(tmp_path, base, cap
     out = tmp_path / "out"
     (out / "a").mkdir(parents=True)
     (out / "a" / "notes.txt").write_text("mine")
-    monkeypatch.setattr(pipeline.Encoded, "render", lambda *a, **k: pytest.fail("decoded"))
+    monkeypatch.setattr(pipeline.Encoded, "stream", lambda *a, **k: pytest.fail("decoded"))
     assert main(["decode", str(path), "-o", str(out), "--format", "png", "--overwrite", "-q"]) == 1
     assert "notes.txt" in _one_error_line(capsys, "decode")
     assert _files(out) == {"a", "a/notes.txt"}
@@ -109,15 +109,15 @@ def test_overwrite_refuses_to_mix_png_frames_before_decoding(tmp_path, base, cap
 def test_a_folder_appearing_during_decode_is_left_alone(tmp_path, base, capsys, monkeypatch):
     path = write(tmp_path / "f.dnerv", to_bytes(base))
     out = tmp_path / "out"
-    render = pipeline.Encoded.render
+    stream = pipeline.Encoded.stream
 
-    def render_then_intrude(self, index, progress=False):
+    def stream_then_intrude(self, *args, **kwargs):
         if not out.exists():
             out.mkdir()
             (out / "theirs.txt").write_text("not yours")
-        return render(self, index, progress)
+        return stream(self, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline.Encoded, "render", render_then_intrude)
+    monkeypatch.setattr(pipeline.Encoded, "stream", stream_then_intrude)
     assert main(["decode", str(path), "-o", str(out), "-q"]) == 1
     assert "appeared" in _one_error_line(capsys, "decode")
     assert _files(out) == {"theirs.txt"}

@@ -40,20 +40,20 @@ def harness_or_skip():
 @contextlib.contextmanager
 def emulated_cuda_backend() -> Iterator[object]:
     """Within the block the ``cuda`` backend loads and runs on CPU tensors through the harness
-    extension (its half-type SAF goes to the CUDA GEMM, not to Triton); yields the backend
+    extension (at the capabilities the registry declares for it); yields the backend
     module. The registry's state is restored afterwards."""
     from dnerv_fast.ops import cuda_backend, registry
 
     ext = harness_or_skip()
     spec = registry.BACKENDS["cuda"]
-    on_cpu = dataclasses.replace(spec, capabilities=dataclasses.replace(
-        spec.capabilities, devices=(*spec.capabilities.devices, "cpu")))
+    on_cpu = dataclasses.replace(spec, kernels={
+        op: dataclasses.replace(caps, devices=(*caps.devices, "cpu"))
+        for op, caps in spec.kernels.items()})
     mp = pytest.MonkeyPatch()
     try:
         mp.setitem(registry.BACKENDS, "cuda", on_cpu)
         mp.setattr(cuda_backend, "load", lambda: None)
-        mp.setattr(cuda_backend, "cuda_extension", lambda: ext)
-        mp.setattr(cuda_backend, "_tensor_core_saf", lambda x: None)
+        mp.setattr(cuda_backend, "extension", lambda kind: ext)
         _forget_cuda(registry)
         yield registry.load_backend("cuda")
     finally:
