@@ -107,16 +107,7 @@ def encode_anchor_planes(frames: list[list[np.ndarray]], fmt: YuvFormat, anchor:
         packets += enc.encode(None)
     except (av.FFmpegError, ValueError) as e:
         raise CodecError(f"{anchor} cannot encode {fmt.pix_fmt}: {e}") from e
-    dec = av.CodecContext.create(ENCODERS[anchor][1], "r")
-    out, total = [], 0
-    for p in packets:
-        stripped = av.Packet(without_sei(bytes(p), anchor))
-        stripped.pts, stripped.dts = p.pts, p.dts
-        total += stripped.size
-        out += dec.decode(stripped)
-    out += dec.decode(None)
-    if len(out) != len(frames):
-        raise CodecError(f"{anchor} decoded {len(out)} frames, expected {len(frames)}")
+    out, total = _decode_counted(packets, anchor, ENCODERS[anchor][1], len(frames))
     return PlanesResult([_planes_of(f, fmt, w, h) for f in out], total)
 
 
@@ -159,6 +150,14 @@ def encode_anchor(frames: np.ndarray, anchor: str, crf: int, fps: float = 25.0,
         picture.pts = i
         packets += enc.encode(picture)
     packets += enc.encode(None)
+    out, total = _decode_counted(packets, anchor, decoder, n)
+    decoded = np.stack([f.to_ndarray(format="rgb24")[:h, :w] for f in out])
+    return AnchorResult(decoded, total)
+
+
+def _decode_counted(packets: list, anchor: str, decoder: str, n: int) -> tuple[list, int]:
+    """Decode an anchor's packets, counting only the bytes a decoder needs (SEI removed):
+    (frames, bytes)."""
     dec = av.CodecContext.create(decoder, "r")
     out, total = [], 0
     for p in packets:
@@ -169,5 +168,4 @@ def encode_anchor(frames: np.ndarray, anchor: str, crf: int, fps: float = 25.0,
     out += dec.decode(None)
     if len(out) != n:
         raise CodecError(f"{anchor} decoded {len(out)} frames, expected {n}")
-    decoded = np.stack([f.to_ndarray(format="rgb24")[:h, :w] for f in out])
-    return AnchorResult(decoded, total)
+    return out, total
