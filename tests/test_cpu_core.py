@@ -54,7 +54,9 @@ def test_every_cpu_source_compiles_for_aarch64(tmp_path):
     from torch.utils.cpp_extension import include_paths
 
     includes = [f"-I{p}" for p in include_paths()] + [f"-I{sysconfig.get_paths()['include']}", f"-I{_jit.source_dir()}"]
-    for source in _jit.CPU_SOURCES:
+    from dnerv_fast.ops import loss_cpu
+
+    for source in [*_jit.CPU_SOURCES, *loss_cpu.SOURCES]:
         result = subprocess.run([CROSS, "-std=c++17", "-fsyntax-only", "-fopenmp", *includes,
                                  "-DTORCH_EXTENSION_NAME=dnerv_fast_cpu", str(_jit.source_dir() / source)],
                                 capture_output=True, text=True)

@@ -227,7 +227,7 @@ _fused.register_autograd(_backward, setup_context=_setup_context)
 # --- the public op -------------------------------------------------------------------------
 
 def _supported(name: str, out, ref, visible) -> bool:
-    reasons = LOSS_BACKENDS[name].capabilities.not_supported_reasons("ssim_loss", (out, ref))
+    reasons = LOSS_BACKENDS[name].capabilities.not_supported_reasons((out, ref))
     if ref.requires_grad:
         reasons.append("a gradient with respect to the target")
     limits = getattr(load_loss_backend(name), "limits", None)
