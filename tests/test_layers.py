@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dnerv_fast"
 # (layer, module prefixes); a module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("plumbing", ("errors", "validation", "options", "option_names", "progress", "atomic",
+                  "printable", "locks",
                   "allocator", "precision",
                   "devices")),
     ("basics", ("configs", "embedding", "schedule", "tiling", "metrics")),
