@@ -39,7 +39,7 @@ HOSTILE_VALUES: list[Any] = [
     None, True, False, -1, 0, 1, 3, 2**31, 2**63, 10**30, -10**30, 1e308, -1e308, 0.5, 1e-300,
     "", "x" * 5000, "../../escape", "/tmp/abs", "a/b", "..", "CON", "\u202e", [], {}, [1] * 500,
     {"kind": "boxes", "count": 10**9, "size": 10**9, "seed": -1}, [[[[[]]]]],
-    # issue 27: lone surrogates, terminal escapes and bidi overrides, floats for integers
+    # lone surrogates, terminal escapes and bidi overrides, floats for integers
     "\ud800x", "\x1b]8;;http://evil\x1b\\x\x1b]8;;\x1b\\", "\x1b[2J\u202egpj.exe", 2.0, 36.0, 4.0,
 ]
 
@@ -139,16 +139,16 @@ def make_cases(seed: int, count: int) -> list[tuple[str, bytes]]:
             c.keyframes[rng.randrange(len(c.keyframes))] = bytes(rng.randrange(256) for _ in range(64))
         elif choice == 3:
             c.weights = c.weights[:rng.randrange(len(c.weights))]
-        elif choice == 4:   # the weights' rANS stream emptied (issue 27)
+        elif choice == 4:   # the weights' rANS stream emptied
             c.weights = c.weights[:_stream_start(base)] + struct.pack("<I", 0)
-        else:   # a required field removed (issue 27)
+        else:   # a required field removed
             target = rng.choice([c.header, c.header["config"], c.header["videos"][0]])
             target.pop(rng.choice(sorted(target)))
         return f"structure: change {choice}", to_bytes(c)
 
     def heavy() -> tuple[str, bytes]:
-        """Content within the format's limits that needs more memory than the budget
-        (issue 27): the decoder must refuse it before allocating."""
+        """Content within the format's limits that needs more memory than the budget: the
+        decoder must refuse it before allocating."""
         c: Container = copy.deepcopy(base)
         choice = rng.randrange(4)
         if choice == 0:

@@ -34,7 +34,7 @@ def test_use_backend_routes_public_ops(cuda):
     with ops.use_backend("cuda"):
         assert ops.resolve(DEVICE)[0] == "cuda"
         out = ops.flow_warp(start, end, flow, t)
-    assert type(out.grad_fn).__name__ == "FlowWarpBackward"
+    assert "dnerv_fast_flow_warp" in type(out.grad_fn).__name__    # the custom op's autograd
 
 
 def test_launch_past_grid_limit_is_refused(cuda):
@@ -44,4 +44,4 @@ def test_launch_past_grid_limit_is_refused(cuda):
     fused, weight = torch.zeros(65536, 1, 1, device=DEVICE), torch.zeros(2, 1, device=DEVICE)
     assert cuda.limits("saf_modulate", x, fused, weight, None)
     with pytest.raises(RuntimeError, match="saf_forward"):
-        cuda.cuda_extension().saf_forward(x, fused, weight, None, True, False)
+        cuda.extension("cuda").saf_forward(x, fused, weight, None, with_beta=True, channels_last=False)

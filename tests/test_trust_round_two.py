@@ -1,4 +1,4 @@
-"""Trust, round two (issue 27): no program run by an image, one run per output, memory
+"""Trust, round two: no program run by an image, one run per output, memory
 bounded by content, no internal error from input, safe printing, pipes, conformance."""
 from __future__ import annotations
 
