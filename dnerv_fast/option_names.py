@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-# Options outside dnerv_fast.options' settings classes: the profile command's.
-_OTHER_FLAGS = {"cuda_graphs": "--cuda-graphs"}
+# Options outside dnerv_fast.options' settings classes: the profile command's, decode's.
+_OTHER_FLAGS = {"cuda_graphs": "--cuda-graphs", "max_memory": "--max-memory", "videos": "--video"}
 
 
 def _flags() -> dict[str, str]:

@@ -181,7 +181,7 @@ def test_memory_beyond_the_budget_is_refused_before_allocating(tmp_path, base, c
     needed = sum(keyframe_count(v["frames"], clip_len) for v in container.header["videos"])
     container.keyframes = (container.keyframes * needed)[:needed]   # as many as declared
     path = write(tmp_path / "f.dnerv", to_bytes(container))
-    with pytest.raises(MemoryBudgetError, match="--max-memory") as info:
+    with pytest.raises(MemoryBudgetError, match="max_memory=") as info:
         pipeline.load(path, max_memory="512M")
     assert "needs" in str(info.value) and "max_memory=" in str(info.value)
     assert main(["decode", str(path), "-o", str(tmp_path / "out"), "-q",

@@ -184,4 +184,4 @@ def check_decode_memory(need: DecodeMemory, max_memory: int | float | str | None
     ask = -(-need.total // 2**30)
     raise MemoryBudgetError(
         f"{source} needs {gib(need.total)} to decode ({need.describe()}), more than "
-        f"{chosen}; to allow it, pass --max-memory {ask}G (max_memory=\"{ask}G\" from Python)")
+        f"{chosen}; to allow it, pass max_memory='{ask}G'")

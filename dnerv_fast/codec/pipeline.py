@@ -522,7 +522,7 @@ def decode(path: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: str = "m
     chosen = [encoded.index_of(v) for v in videos] if videos else range(len(encoded.videos))
     if single and len(chosen) != 1:
         raise UsageError(f"'{out}' takes one video but the file holds {len(chosen)}; name one "
-                         f"(--video NAME)")
+                         f"(videos=NAME)")
     for i in chosen:
         encoded.frame_range(i, start, stop)       # every range checked before any work
     encoded.model.to(target, torch_dtype)

@@ -98,7 +98,8 @@ def open_planar(path: str | os.PathLike, options: SourceOptions | None = None,
     if p.suffix.lower() == ".y4m":
         if options.size or options.pix_fmt:
             raise VideoReadError(f"'{p}' is Y4M, which states its own size and format; "
-                                 f"--yuv-size and --yuv-format are for raw .yuv files")
+                                 f"a frame size and pixel format (SourceOptions size, pix_fmt) are for raw "
+                                 f".yuv files")
         reader: YuvFile | Y4mFile = Y4mFile(p)
         rng, siting = reader.info.range, reader.info.siting
         fps = options.fps or reader.layout.fps
@@ -116,7 +117,7 @@ def open_planar(path: str | os.PathLike, options: SourceOptions | None = None,
         raise VideoReadError(f"'{p}': {count} frames of {source.width}x{source.height} need "
                              f"{need / 2**30:.1f} GiB as 16-bit RGB, more than the "
                              f"{MAX_VIDEO_BYTES / 2**30:.0f} GiB a video may take; read fewer "
-                             f"frames (--max-frames) or crop")
+                             f"frames (max_frames=) or crop")
     return source
 
 

@@ -190,7 +190,8 @@ def resolve_layout(path: str | os.PathLike, size: str | None = None, pix_fmt: st
     if "size" not in merged:
         raise VideoReadError(
             f"'{name}': a raw .yuv file needs its frame size, from its name "
-            f"(Name_1920x1080_30fps_420_8bit.yuv) or from --yuv-size WIDTHxHEIGHT")
+            f"(Name_1920x1080_30fps_420_8bit.yuv) or from the size option (SourceOptions "
+            f"size='WIDTHxHEIGHT'; yuv-size on the command line)")
     fmt = YuvFormat(str(merged.get("chroma", DEFAULT_CHROMA)),
                     int(merged.get("bit_depth", DEFAULT_BIT_DEPTH)))  # type: ignore[arg-type]
     w, h = merged["size"]   # type: ignore[misc]
